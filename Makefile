@@ -1,0 +1,52 @@
+# swc-rs — the README's commands. Everything installs into .venv from pyproject.toml.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SAMPLE := data/sample_tiles
+SIZE ?= 8192
+JOBS ?= 2
+
+.PHONY: venv demo test lint bench eval-real model check-rules clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make demo: detect on the bundled sample scene, write out/demo.gpkg and score it against its truth
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/swc-rs detect $(SAMPLE)/before.tif $(SAMPLE)/after.tif \
+		--zones $(SAMPLE)/zones.gpkg --projects $(SAMPLE)/projects.gpkg \
+		--sensitive $(SAMPLE)/sensitive.gpkg -o out/demo.gpkg --overwrite
+	$(BIN)/swc-rs evaluate out/demo.gpkg $(SAMPLE)/truth.gpkg
+
+## make test: the whole suite (unit, property, CLI, end-to-end on generated scenes)
+test: $(STAMP) check-rules
+	$(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check swc_rs tests benchmarks
+
+## make bench [SIZE=16384]: I/O floor vs GDAL CLI chain vs swc-rs detect on a generated scene
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_detect.py --size $(SIZE)
+
+## make eval-real: detect vs classic baselines on ../shared/eval/real (test labels, never tuned on)
+eval-real: $(STAMP)
+	$(BIN)/python benchmarks/eval_real.py
+
+## make model: retrain the shipped patch classifier from generated scenes and the labelled training cities
+model: $(STAMP)
+	$(BIN)/python -m swc_rs.training --output swc_rs/data/qtype_model.skops
+
+check-rules:
+	@cmp -s zones/rules.toml swc_rs/data/zone_rules.toml || \
+		(echo "zones/rules.toml and swc_rs/data/zone_rules.toml differ: copy zones/rules.toml over the packaged one"; exit 1)
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,74 @@
+"""Helpers every command shares: logging set-up, error-to-exit-code mapping, -v/-q."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+
+import click
+
+from swc_rs.errors import SwcError, SwcWarning
+
+log = logging.getLogger("swc_rs")
+
+
+def configure_logging(verbosity: int) -> None:
+    """Map -v/-q counts to log levels; warnings from swc-rs go through logging."""
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
+        max(verbosity, -2), logging.DEBUG
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("swc_rs")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SwcWarning):
+            root.warning("%s", message)
+        else:
+            logging.getLogger("py.warnings").debug("%s:%s: %s", filename, lineno, message)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", SwcWarning)
+
+
+def handle_errors(func):
+    """Turn swc-rs errors into one readable line on stderr and their exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SwcError as err:
+            click.echo(f"Error: {err.message}", err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no output was written.", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except Exception as err:  # an unexpected failure: a bug, not bad input
+            log.debug("traceback of the unexpected failure", exc_info=True)
+            click.echo(
+                f"Unexpected failure ({type(err).__name__}: {err}). No output was written. "
+                "Run again with -v to see the traceback and report it.",
+                err=True,
+            )
+            if log.isEnabledFor(logging.DEBUG):
+                import traceback
+
+                traceback.print_exc()
+            sys.exit(1)
+
+    return wrapper
+
+
+def verbosity_options(func):
+    """-v/-q flags shared by every command."""
+    func = click.option("-v", "--verbose", count=True, help="More log output (repeatable).")(func)
+    func = click.option("-q", "--quiet", count=True, help="Less log output (repeatable).")(func)
+    return func

@@ -1,0 +1,83 @@
+"""`swc-rs detect`: two dates of imagery to the field-verification GeoPackage."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.progress import progress_bar
+from swc_rs.cli.summary import print_detect_summary
+
+log = logging.getLogger(__name__)
+
+_PATH = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command(
+    epilog="""\b
+Example:
+  $ swc-rs detect data/sample_tiles/before.tif data/sample_tiles/after.tif \\
+      --zones data/sample_tiles/zones.gpkg --projects data/sample_tiles/projects.gpkg \\
+      --sensitive data/sample_tiles/sensitive.gpkg -o out/demo.gpkg
+"""
+)
+@click.argument("before", type=_PATH)
+@click.argument("after", type=_PATH)
+@click.option("--zones", "zones", required=True, type=_PATH, help="SWC zones (ZONE_CODE Z1..Z5, ZONE_NAME); any OGR source and CRS.")
+@click.option("--projects", "projects", required=True, type=_PATH, help="Approved responsibility ranges (PRNM, DPOZ, PRTYPE, SADT, DAREA ...).")
+@click.option("-o", "--output", "output", required=True, type=_PATH, help="Output GeoPackage (EPSG:4490).")
+@click.option("--sensitive", "sensitive", multiple=True, type=_PATH, help="Sensitive areas (red line, national park, water source); repeatable.")
+@click.option("--sensor", type=click.Choice(["auto", "gf", "s2", "landsat", "rgb"]), default="auto", show_default=True, help="Band layout; auto reads band descriptions.")
+@click.option("--bands", "bands", default=None, help="Explicit band roles, e.g. blue=1,green=2,red=3,nir=4.")
+@click.option("--config", "config_path", type=_PATH, default=None, help="Run configuration (pipelines/*.toml).")
+@click.option("--model", "model", type=_PATH, default=None, help="Patch classifier (skops file); rules when absent.")
+@click.option("--rules", "rules", is_flag=True, help="Use the documented QTYPE rules instead of the shipped model.")
+@click.option("--period", default=None, help="Reporting period YYYYMM for patch ids (default: AFTER's date).")
+@click.option("--window-size", type=click.IntRange(128, 16384), default=None, help="Processing window side in pixels (memory).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--fail-on-violations", is_flag=True, help="Exit 3 when suspected violations are found.")
+@verbosity_options
+@handle_errors
+def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, rules, period, window_size, overwrite, fail_on_violations, verbose, quiet):
+    """Find disturbance patches between BEFORE and AFTER and judge their compliance.
+
+    AFTER is aligned onto BEFORE's grid over their common extent. The output holds
+    disturbance_patches, suspected_violations (the field list), projects, zones and
+    run_info.
+    """
+    import sys
+
+    from swc_rs.config import load_config
+    from swc_rs.export.gpkg import check_output, write_result
+    from swc_rs.pipeline import DetectRequest, detect as run_detect
+    from swc_rs.sensors import parse_band_map
+
+    configure_logging(verbose - quiet)
+    check_output(output, overwrite)
+    overrides: dict = {"raster": {}, "compliance": {}}
+    if window_size:
+        overrides["raster"]["window_size"] = window_size
+    if period:
+        overrides["compliance"]["period"] = period
+    config = load_config(config_path, overrides)
+    model_path = None if rules else (model or _default_model())
+    request = DetectRequest(
+        before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
+        sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config, model=model_path,
+    )
+    with progress_bar(enabled=quiet == 0) as progress:
+        result = run_detect(request, progress=progress)
+    write_result(result, output, overwrite=overwrite)
+    if quiet == 0:
+        print_detect_summary(result, output)
+    if fail_on_violations and len(result.violations):
+        sys.exit(3)
+
+
+def _default_model() -> Path | None:
+    from swc_rs.model import default_model_path
+
+    return default_model_path()

@@ -1,0 +1,334 @@
+"""Run configuration: frozen dataclasses, TOML loading, per-zone rules.
+
+Precedence is dataclass defaults < ``pipelines/*.toml`` (``--config``) < command-line
+flags. Unknown keys are an error that names the key and the section, so that a typo
+in a bureau's configuration never silently falls back to a default.
+
+Every number the bureau may set lives here with its documented default; the per-zone
+rules (minimum patch area, edge tolerance, colour thresholds) live in
+``zones/rules.toml`` (a copy ships inside the package as the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from swc_rs.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RasterConfig:
+    """How rasters are read and aligned.
+
+    window_size : int
+        Side of a processing window in pixels; memory follows it (about 120 bytes per
+        pixel of window with halo, so 1024 → ~130 MB).
+    halo : int
+        Pixels of overlap read around each window for neighbourhood operations.
+    resampling : str
+        Resampling of AFTER onto BEFORE's grid (rasterio name: bilinear, cubic, nearest).
+    """
+
+    window_size: int = 1024
+    halo: int = 16
+    resampling: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """Co-registration of AFTER to BEFORE by phase correlation.
+
+    enabled : bool
+        Estimate and correct a global shift between the dates.
+    windows : int
+        Number of windows (spread over the image) whose shifts are combined by median.
+    window_size : int
+        Side of each correlation window in pixels.
+    min_shift_px : float
+        Shifts at or below this (pixels) are recorded but not corrected.
+    max_shift_px : float
+        Larger estimates are treated as unreliable and ignored (logged).
+    """
+
+    enabled: bool = True
+    windows: int = 9
+    window_size: int = 512
+    min_shift_px: float = 0.3
+    max_shift_px: float = 8.0
+
+
+@dataclass(frozen=True)
+class ChangeConfig:
+    """Radiometric normalisation, masks and the per-pixel disturbance rule.
+
+    Reflectances are 0–1 after scaling (uint16 /10000, uint8 /255 unless the sensor
+    profile says otherwise). Indices: NDVI (or a visible proxy without NIR), visible
+    brightness (mean of blue, green, red), NDWI (McFeeters).
+
+    normalisation_sample : int
+        Pixels sampled (on a decimated read) to fit the per-band after→before regression.
+    pif_fraction : float
+        Share of the sample kept as pseudo-invariant pixels in each refit (lowest residuals).
+    ndvi_drop : float
+        Minimum NDVI decrease for vegetation loss.
+    brightness_rise : float
+        Minimum rise of visible brightness (reflectance) for new bare or built surface.
+    bare_ndvi_max : float
+        After-date NDVI at or below which a surface counts as bare or built.
+    bare_brightness_min : float
+        After-date visible brightness at or above which a surface counts as bare or built.
+    water_ndwi : float
+        NDWI above which a pixel is water on either date (water-level change is not
+        disturbance).
+    cloud_brightness : float
+        Visible brightness above which a white pixel is cloud.
+    cloud_whiteness : float
+        Maximum (max-min)/mean over the visible bands for a cloud pixel.
+    cloud_buffer_px : int
+        Dilation of the cloud mask (haze at cloud edges).
+    shadow_ratio : float
+        A pixel whose brightness (all bands) falls below this ratio of the other date is
+        treated as shadow on the darker date.
+    shadow_buffer_px : int
+        Dilation of the shadow mask.
+    opening_px : int
+        Radius of the morphological opening that removes thin edges (misregistration).
+    closing_px : int
+        Radius of the closing that joins a patch's fragments.
+    """
+
+    normalisation_sample: int = 1_000_000
+    pif_fraction: float = 0.5
+    ndvi_drop: float = 0.2
+    brightness_rise: float = 0.04
+    bare_ndvi_max: float = 0.35
+    bare_brightness_min: float = 0.08
+    water_ndwi: float = 0.2
+    cloud_brightness: float = 0.3
+    cloud_whiteness: float = 0.35
+    cloud_buffer_px: int = 6
+    shadow_ratio: float = 0.7
+    shadow_buffer_px: int = 3
+    opening_px: int = 1
+    closing_px: int = 1
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Rule-based patch typing (QTYPE) used when no model is given.
+
+    tillage_brightness_max : float
+        A bare patch darker than this (after-date visible brightness) is typed
+        非生产建设项目 (tilled or harvested farmland, moist soil).
+    quarry_redness_max : float
+        Rock is grey: redness (red-blue)/(red+blue) below this marks a borrow pit/quarry.
+    quarry_texture_min : float
+        Quarries have benches and shadows: coefficient of variation of brightness above this.
+    spoil_redness_min : float
+        Loose soil/spoil is reddish-brown (Sichuan's purple soils): redness above this.
+    spoil_texture_min : float
+        Spoil heaps are lumpy: coefficient of variation of brightness above this.
+    """
+
+    tillage_brightness_max: float = 0.115
+    quarry_redness_max: float = 0.1
+    quarry_texture_min: float = 0.12
+    spoil_redness_min: float = 0.15
+    spoil_texture_min: float = 0.1
+
+
+@dataclass(frozen=True)
+class ComplianceConfig:
+    """Compliance analysis (DOMAIN.md rules 1–4).
+
+    search_radius_m : float
+        Rule 4: distance from an idle range within which a similar disturbance means a
+        suspected site change.
+    idle_fraction : float
+        A range counts as idle when less than this share of its area is disturbed.
+    period : str | None
+        Reporting period YYYYMM for QDNM; from AFTER's date when None.
+    admin_code : str
+        Administrative code that prefixes QDNM (Ya'an 511800).
+    """
+
+    search_radius_m: float = 300.0
+    idle_fraction: float = 0.02
+    period: str | None = None
+    admin_code: str = "511800"
+
+
+@dataclass(frozen=True)
+class ZoneRules:
+    """Per-zone rules; every field has a city default in ``zones/rules.toml``.
+
+    min_area_hm2 : float
+        Minimum patch area reported (minimum mapping unit).
+    edge_tolerance_hm2, edge_tolerance_fraction, edge_tolerance_px : float
+        An outside sliver smaller than any of these (area, share of QAREA, width in
+        pixels) is ignored (rule 1).
+    red_unapproved_hm2 : float
+        疑似未批先建 / 疑似未批先弃 patches at least this large are red.
+    red_overrun_fraction : float
+        疑似超出 patches whose EAREA is at least this share of the project's DAREA are red.
+    red_spoil_outside : bool
+        A spoil site outside every range is red whatever its size.
+    site_change_color : str
+        Colour of 疑似建设地点变更 (黄 by default).
+    """
+
+    min_area_hm2: float = 0.04
+    edge_tolerance_hm2: float = 0.04
+    edge_tolerance_fraction: float = 0.05
+    edge_tolerance_px: float = 2.0
+    red_unapproved_hm2: float = 0.5
+    red_overrun_fraction: float = 0.3
+    red_spoil_outside: bool = True
+    site_change_color: str = "黄"
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Everything `swc-rs detect` can be told, grouped by stage."""
+
+    raster: RasterConfig = field(default_factory=RasterConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    change: ChangeConfig = field(default_factory=ChangeConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    zone_default: ZoneRules = field(default_factory=ZoneRules)
+    zones: dict[str, ZoneRules] = field(default_factory=dict)
+
+    def rules_for(self, zone_code: str | None) -> ZoneRules:
+        """The rules of a zone (the city default for unknown or missing zones)."""
+        return self.zones.get(zone_code or "", self.zone_default)
+
+    @property
+    def smallest_min_area_hm2(self) -> float:
+        return min([self.zone_default.min_area_hm2] + [z.min_area_hm2 for z in self.zones.values()])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {
+    "raster": RasterConfig,
+    "registration": RegistrationConfig,
+    "change": ChangeConfig,
+    "classify": ClassifyConfig,
+    "compliance": ComplianceConfig,
+}
+
+
+def _build(cls, values: dict[str, Any], *, where: str, source: object, base=None):
+    """Instantiate ``cls`` from a TOML table, checking names and types."""
+    base = base if base is not None else cls()
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in [{where}]",
+            path=source,
+            fix=f"use one of: {', '.join(known)}",
+        )
+    clean = {}
+    for name, value in values.items():
+        default = getattr(base, name)
+        if default is not None and not isinstance(value, type(default)):
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            else:
+                raise ConfigError(
+                    f"[{where}] {name} = {value!r} is a {type(value).__name__}, expected {type(default).__name__}",
+                    path=source,
+                    fix=f"write it like the default, {name} = {default!r}",
+                )
+        clean[name] = value
+    return dataclasses.replace(base, **clean)
+
+
+def default_rules_path() -> Path:
+    """The per-zone rules shipped with the package (a copy of zones/rules.toml)."""
+    return Path(str(resources.files("swc_rs") / "data" / "zone_rules.toml"))
+
+
+def load_zone_rules(path: str | Path | None = None) -> tuple[ZoneRules, dict[str, ZoneRules]]:
+    """Read per-zone rules: a ``[default]`` table and ``[zones.Zn]`` tables over it."""
+    path = Path(path) if path else default_rules_path()
+    data = _read_toml(path)
+    unknown = sorted(set(data) - {"default", "zones", "meta"})
+    if unknown:
+        raise ConfigError(
+            f"unknown table(s) {', '.join(unknown)} in the zone rules",
+            path=path,
+            fix="use [default] and [zones.Z1] ... [zones.Z5]",
+        )
+    default = _build(ZoneRules, data.get("default", {}), where="default", source=path)
+    zones = {
+        code: _build(ZoneRules, table, where=f"zones.{code}", source=path, base=default)
+        for code, table in data.get("zones", {}).items()
+    }
+    for rules, where in [(default, "default")] + [(z, f"zones.{c}") for c, z in zones.items()]:
+        _check_zone_rules(rules, where=where, source=path)
+    return default, zones
+
+
+def _check_zone_rules(rules: ZoneRules, *, where: str, source: object) -> None:
+    if rules.min_area_hm2 <= 0:
+        raise ConfigError(f"[{where}] min_area_hm2 must be > 0", path=source, fix="use e.g. 0.04")
+    if rules.site_change_color not in ("红", "黄", "绿"):
+        raise ConfigError(
+            f"[{where}] site_change_color = {rules.site_change_color!r} is not a colour",
+            path=source,
+            fix="use 红, 黄 or 绿",
+        )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError("configuration file does not exist", path=path, fix="check the path")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"is not valid TOML ({err})", path=path, fix="correct the syntax at that line") from err
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> DetectConfig:
+    """Build a :class:`DetectConfig` from defaults, an optional TOML file and overrides.
+
+    The TOML file may hold the sections ``[raster]``, ``[registration]``, ``[change]``,
+    ``[classify]``, ``[compliance]`` and ``rules = "path/to/rules.toml"`` (per-zone
+    rules; relative to the file). ``overrides`` has the same shape (from CLI flags).
+
+    Raises
+    ------
+    ConfigError
+        Missing file, invalid TOML, unknown key or wrong type.
+    """
+    data: dict[str, Any] = _read_toml(Path(path)) if path else {}
+    source: object = path or "configuration"
+    allowed = set(_SECTIONS) | {"rules", "detect", "batch", "meta"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {', '.join(unknown)}",
+            path=source,
+            fix=f"use {', '.join(sorted(allowed))}",
+        )
+    rules_path = data.get("rules")
+    if rules_path is not None:
+        rules_path = (Path(path).parent / rules_path) if path else Path(rules_path)
+    zone_default, zones = load_zone_rules(rules_path)
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        section = _build(cls, data.get(name, {}), where=name, source=source)
+        if overrides and overrides.get(name):
+            section = _build(cls, overrides[name], where=name, source="command line", base=section)
+        sections[name] = section
+    return DetectConfig(**sections, zone_default=zone_default, zones=zones)

@@ -1,0 +1,1 @@
+"""Writers of what users take away: the GeoPackage (and later styles, chips, reports)."""

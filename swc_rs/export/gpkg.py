@@ -1,0 +1,86 @@
+"""Write a detect result as the OUT.gpkg of INTERFACE.md, atomically.
+
+Everything is written to a temporary GeoPackage next to the target, then renamed
+onto it, so a crash never leaves a half-written output and an existing output is
+replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyogrio
+
+from swc_rs.errors import InputFileError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("disturbance_patches", "suspected_violations", "projects", "zones", "run_info")
+
+
+def check_output(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing output without ``overwrite`` and a missing parent folder.
+
+    Raises
+    ------
+    OutputExistsError, InputFileError
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".gpkg":
+        raise InputFileError("the output must be a GeoPackage", path=path, fix="end the output name with .gpkg")
+    if path.exists() and not overwrite:
+        raise OutputExistsError("the output already exists", path=path, fix="choose another name or add --overwrite")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_result(result, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the five INTERFACE.md layers (plus ``patch_features``) to ``path``.
+
+    Parameters
+    ----------
+    result : swc_rs.pipeline.DetectResult
+    path
+        Target GeoPackage.
+    overwrite
+        Replace an existing file.
+    """
+    path = check_output(path, overwrite)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        write_layer(result.patches, tmp, "disturbance_patches")
+        write_layer(result.violations, tmp, "suspected_violations")
+        write_layer(result.projects, tmp, "projects")
+        write_layer(result.zones, tmp, "zones")
+        info = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in result.run_info.items()}
+        pyogrio.write_dataframe(pd.DataFrame([info]), tmp, layer="run_info")
+        if result.features is not None:
+            pyogrio.write_dataframe(result.features, tmp, layer="patch_features")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("wrote %s", path)
+    return path
+
+
+def write_layer(frame, path: Path, layer: str) -> None:
+    """One layer; MultiPolygon even when empty, so QGIS knows the geometry type."""
+    pyogrio.write_dataframe(
+        frame,
+        path,
+        layer=layer,
+        driver="GPKG",
+        promote_to_multi=True,
+        geometry_type="MultiPolygon" if hasattr(frame, "geometry") else None,
+    )

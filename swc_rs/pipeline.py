@@ -1,0 +1,466 @@
+"""`detect()`: compose the stages from two rasters to judged, typed patches.
+
+rasters in → aligned pair (``raster``) → co-registration and normalisation
+(``coregistration``, ``change``) → per-window evidence and candidate mask (``change``)
+→ polygons merged across seams (``patches``) → object features and QTYPE
+(``classify``) → compliance (``compliance``) → :class:`DetectResult`, which
+``export.gpkg`` writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from rasterio import features as rfeatures
+from rasterio.windows import Window
+
+from swc_rs import __version__, codes, compliance, indices
+from swc_rs.change import (
+    Normalisation,
+    candidate_mask,
+    clean_mask,
+    cloud_shadow_mask,
+    fit_normalisation,
+    pixel_evidence,
+)
+from swc_rs.classify import rule_qtype
+from swc_rs.config import DetectConfig
+from swc_rs.coregistration import estimate_shift
+from swc_rs.errors import InputError, VectorInputError
+from swc_rs.patches import merge_seams, polygonize_window, shape_metrics, to_map
+from swc_rs.raster import RasterPair, expand_window, file_checksum, iter_windows, sample_windows
+from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer, repair_geometries, warn_if_empty
+from swc_rs.errors import SwcWarning
+
+log = logging.getLogger(__name__)
+
+#: progress(stage, done, total)
+Progress = Callable[[str, int, int], None]
+
+PATCH_FIELDS = (
+    "QDNM", "QTYPE", "QAREA", "EAREA", "QDCS", "QDTYPE", "BYD", "PRNM", "RST", "NOTE",
+    "X_ZONE", "X_COLOR", "X_CONF", "X_T1", "X_T2", "X_RULE", "X_SHIFT", "X_SENS", "X_REASON",
+)
+PROJECT_FIELDS = ("PRNM", "DPOZ", "PRTYPE", "SEAA", "SADT", "DAREA", "PAPT", "PAREA", "NOTE")
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """The inputs of one detect run (paths as given by the user)."""
+
+    before: Path
+    after: Path
+    zones: Path
+    projects: Path
+    sensitive: tuple[Path, ...] = ()
+    sensor: str = "auto"
+    band_map: dict[str, int] | None = None
+    config: DetectConfig = field(default_factory=DetectConfig)
+    model: Path | None = None
+    zones_layer: str | None = None
+    projects_layer: str | None = None
+
+
+@dataclass
+class DetectResult:
+    """What a detect run produced, ready to export (all frames in EPSG:4490)."""
+
+    patches: gpd.GeoDataFrame
+    projects: gpd.GeoDataFrame
+    zones: gpd.GeoDataFrame
+    run_info: dict
+    features: pd.DataFrame | None = None
+
+    @property
+    def violations(self) -> gpd.GeoDataFrame:
+        byd = self.patches["BYD"].fillna("")
+        return self.patches[byd.str.startswith(codes.SUSPECTED_PREFIX)].copy()
+
+
+class _Clock:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + now - self._t, 3)
+        self._t = now
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+# -- inputs -------------------------------------------------------------------------
+def read_zones(path: Path, layer: str | None, area_crs: str) -> gpd.GeoDataFrame:
+    zones = read_layer(path, layer, to_crs=area_crs, what="zones")
+    if "ZONE_CODE" not in zones.columns:
+        raise VectorInputError(
+            f"the zones layer has no ZONE_CODE field (fields: {', '.join(c for c in zones.columns if c != 'geometry') or 'none'})",
+            path=path,
+            fix="add a text field ZONE_CODE with Z1..Z5 (see zones/zones_illustrative.gpkg)",
+        )
+    if len(zones) == 0:
+        raise VectorInputError("the zones layer is empty", path=path, fix="give the zone outlines (zones/zones_illustrative.gpkg)")
+    zones = repair_geometries(zones, path=path, what="zone", name_field="ZONE_CODE")
+    zones["ZONE_CODE"] = zones["ZONE_CODE"].astype(str)
+    if "ZONE_NAME" not in zones.columns:
+        zones["ZONE_NAME"] = ""
+    return zones
+
+
+def read_projects(path: Path, layer: str | None, area_crs: str) -> gpd.GeoDataFrame:
+    projects = read_layer(path, layer, to_crs=area_crs, what="projects")
+    if len(projects) and "PRNM" not in projects.columns:
+        raise VectorInputError(
+            f"the projects layer has no PRNM (项目名称) field (fields: {', '.join(c for c in projects.columns if c != 'geometry')})",
+            path=path,
+            fix="name the project-name field PRNM, as in the responsibility-range schema of DOMAIN.md",
+        )
+    warn_if_empty(projects, path=path, what="projects", consequence="every construction patch will be 疑似未批先建 (or 疑似未批先弃 for spoil sites)")
+    projects = repair_geometries(projects, path=path, what="project", name_field="PRNM")
+    if "PRNM" not in projects.columns:
+        projects["PRNM"] = pd.Series(dtype=object)
+    projects["PRNM"] = projects["PRNM"].fillna("").astype(str)
+    return projects.reset_index(drop=True)
+
+
+def read_sensitive(paths: Sequence[Path], area_crs: str) -> gpd.GeoDataFrame | None:
+    frames = []
+    for path in paths:
+        frame = read_layer(path, None, to_crs=area_crs, what="sensitive areas")
+        frame = repair_geometries(frame, path=path, what="sensitive area", name_field="NAME")
+        if "NAME" not in frame.columns:
+            frame["NAME"] = Path(path).stem
+        frames.append(frame[[c for c in ("NAME", "KIND") if c in frame.columns] + ["geometry"]])
+    if not frames:
+        return None
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=area_crs)
+
+
+def choose_area_crs(pair: RasterPair, wanted: str = AREA_CRS) -> str:
+    """EPSG:4543 where the scene lies in its area of use, else the scene's UTM zone (warned)."""
+    lon_lat = pyproj.Transformer.from_crs(pair.grid.crs, "EPSG:4326", always_xy=True)
+    left, bottom, right, top = pair.grid.bounds
+    lon, lat = lon_lat.transform((left + right) / 2, (bottom + top) / 2)
+    area = pyproj.CRS(wanted).area_of_use
+    if area is None or (area.west - 1 <= lon <= area.east + 1 and area.south - 1 <= lat <= area.north + 1):
+        return wanted
+    zone = int((lon + 180) // 6) + 1
+    epsg = (32600 if lat >= 0 else 32700) + zone
+    warnings.warn(
+        f"the scene ({lon:.2f}E, {lat:.2f}N) lies outside {wanted}'s area of use; areas are computed in EPSG:{epsg} instead",
+        SwcWarning,
+        stacklevel=2,
+    )
+    return f"EPSG:{epsg}"
+
+
+def ground_pixel_size(pair: RasterPair) -> float:
+    """Ground size of a pixel in metres (geodesic for geographic grids)."""
+    crs = pair.grid.crs
+    if crs.is_geographic:
+        left, bottom, right, top = pair.grid.bounds
+        geod = pyproj.Geod(ellps="WGS84")
+        lat = (bottom + top) / 2
+        _, _, dx = geod.inv(left, lat, left + pair.grid.res[0], lat)
+        _, _, dy = geod.inv(left, lat, left, lat + pair.grid.res[1])
+        return float(math.sqrt(abs(dx * dy)))
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    return float(math.sqrt(pair.grid.res[0] * pair.grid.res[1]) * factor)
+
+
+# -- stages ---------------------------------------------------------------------------
+def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, tuple[float, float], int]:
+    """Estimate the shift (and correct it) and fit the radiometric normalisation on sample windows."""
+    reg = config.registration
+    windows = sample_windows(pair.grid, reg.windows, reg.window_size)
+    band = "nir" if "nir" in pair.roles else "red"
+    k = pair.roles.index(band)
+    shift, used = (0.0, 0.0), 0
+    if reg.enabled:
+        reads = [pair.read(w) for w in windows]
+        rows, cols, used = estimate_shift(
+            [b[k] for b, _, _ in reads], [a[k] for _, a, _ in reads], [v for _, _, v in reads],
+            max_shift=reg.max_shift_px,
+        )
+        shift = (rows, cols)
+        if math.hypot(rows, cols) > reg.min_shift_px:
+            log.info("AFTER is shifted by %.2f rows, %.2f cols; resampling it onto BEFORE", rows, cols)
+            pair.set_shift(rows, cols)
+        else:
+            log.info("misregistration %.2f px is below %.2f px; not corrected", math.hypot(rows, cols), reg.min_shift_px)
+    bs, as_ = [], []
+    per_window = max(1000, config.change.normalisation_sample // max(len(windows), 1))
+    rng = np.random.default_rng(0)
+    for w in windows:
+        before, after, valid = pair.read(w)
+        bright_b = indices.brightness(*(before[pair.roles.index(r)] for r in ("blue", "green", "red")))
+        bright_a = indices.brightness(*(after[pair.roles.index(r)] for r in ("blue", "green", "red")))
+        clear = valid & (bright_b < config.change.cloud_brightness) & (bright_a < config.change.cloud_brightness)
+        idx = np.flatnonzero(clear.ravel())
+        if len(idx) > per_window:
+            idx = rng.choice(idx, per_window, replace=False)
+        bs.append(before.reshape(len(pair.roles), -1)[:, idx])
+        as_.append(after.reshape(len(pair.roles), -1)[:, idx])
+    norm = fit_normalisation(np.concatenate(bs, axis=1), np.concatenate(as_, axis=1), pif_fraction=config.change.pif_fraction)
+    log.info("radiometric normalisation: gain %s offset %s", norm.to_dict()["gain"], norm.to_dict()["offset"])
+    return norm, shift, used
+
+
+def _find_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, progress: Progress):
+    size = config.raster.window_size
+    halo = max(config.raster.halo, config.change.cloud_buffer_px + 2, config.change.closing_px + config.change.opening_px + 2)
+    windows = list(iter_windows(pair.grid, size))
+    polygons: list = []
+    for done, window in enumerate(windows, start=1):
+        outer, core = expand_window(window, halo, pair.grid)
+        before, after, valid = pair.read(outer)
+        after = norm.apply(after)
+        ev = pixel_evidence(before, after, pair.roles)
+        excluded = cloud_shadow_mask(before, after, pair.roles, ev, config.change)
+        mask = candidate_mask(ev, valid, excluded, config.change)
+        mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
+        polygons.extend(polygonize_window(mask[core], int(window.row_off), int(window.col_off)))
+        progress("detect", done, len(windows))
+    return merge_seams(polygons, size)
+
+
+def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, metric: dict, config: DetectConfig, progress: Progress) -> pd.DataFrame:
+    """Object features of every patch (see :data:`swc_rs.classify.FEATURES`).
+
+    Each patch's bounding box (plus a ring of context) is read through the pair, so
+    memory follows the largest patch, not the image.
+    """
+    rows = []
+    ring_px = 5
+    n = len(geoms_px)
+    for i, geom in enumerate(geoms_px):
+        xmin, ymin, xmax, ymax = shapely.bounds(geom)
+        col0 = max(0, int(math.floor(xmin)) - ring_px)
+        row0 = max(0, int(math.floor(ymin)) - ring_px)
+        col1 = min(pair.grid.width, int(math.ceil(xmax)) + ring_px)
+        row1 = min(pair.grid.height, int(math.ceil(ymax)) + ring_px)
+        window = Window(col0, row0, col1 - col0, row1 - row0)
+        before, after, valid = pair.read(window)
+        after = norm.apply(after)
+        ev = pixel_evidence(before, after, pair.roles)
+        local = shapely.transform(geom, lambda xy: xy - np.array([col0, row0]))
+        inside = rfeatures.rasterize([local], out_shape=valid.shape, fill=0, default_value=1, dtype="uint8").astype(bool)
+        if not inside.any():
+            inside = rfeatures.rasterize([local], out_shape=valid.shape, fill=0, default_value=1, dtype="uint8", all_touched=True).astype(bool)
+        from scipy import ndimage
+
+        ring = ndimage.binary_dilation(inside, iterations=ring_px) & ~inside
+        inside &= valid
+        ring &= valid
+        cand = candidate_mask(ev, valid, np.zeros_like(valid), config.change)
+        red = after[pair.roles.index("red")]
+        blue = after[pair.roles.index("blue")]
+        ba = ev.bright_after[inside] if inside.any() else np.zeros(1)
+        rows.append({
+            "veg_before": _mean(ev.veg_before, inside),
+            "veg_after": _mean(ev.veg_after, inside),
+            "bright_before": _mean(ev.bright_before, inside),
+            "bright_after": float(ba.mean()),
+            "bright_after_cv": float(ba.std() / max(ba.mean(), 1e-6)),
+            "redness_after": _mean(indices.redness(red, blue), inside),
+            "bare_after": _mean(ev.bare_after, inside),
+            "water_before": _mean((ev.water_before > config.change.water_ndwi).astype(np.float32), inside),
+            "water_after": _mean((ev.water_after > config.change.water_ndwi).astype(np.float32), inside),
+            "magnitude": _mean(ev.magnitude, inside),
+            "candidate_frac": _mean(cand.astype(np.float32), inside),
+            "ring_veg_before": _mean(ev.veg_before, ring),
+            "ring_bright_after": _mean(ev.bright_after, ring),
+        })
+        if (i + 1) % 25 == 0 or i + 1 == n:
+            progress("features", i + 1, n)
+    frame = pd.DataFrame(rows, columns=[
+        "veg_before", "veg_after", "bright_before", "bright_after", "bright_after_cv", "redness_after",
+        "bare_after", "water_before", "water_after", "magnitude", "candidate_frac", "ring_veg_before",
+        "ring_bright_after"])
+    for key in ("area_m2", "compactness", "solidity", "rectangularity", "elongation", "width_m"):
+        frame[key] = metric[key]
+    return frame
+
+
+def _mean(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(values[mask].mean()) if mask.any() else 0.0
+
+
+def _assign_zones(patches: gpd.GeoDataFrame, zones: gpd.GeoDataFrame) -> np.ndarray:
+    """Zone of each patch: the zone holding its representative point (else the nearest)."""
+    points = gpd.GeoDataFrame(geometry=patches.geometry.representative_point(), crs=patches.crs)
+    joined = gpd.sjoin_nearest(points, zones[["ZONE_CODE", "geometry"]], how="left")
+    joined = joined[~joined.index.duplicated(keep="first")]
+    return joined["ZONE_CODE"].reindex(points.index).fillna("").astype(str).to_numpy()
+
+
+def _period(config: DetectConfig, t2: dt.date | None) -> str:
+    if config.compliance.period:
+        return config.compliance.period
+    if t2 is not None:
+        return t2.strftime("%Y%m")
+    today = dt.date.today().strftime("%Y%m")
+    warnings.warn(
+        f"AFTER has no acquisition date (tags ACQUISITION_DATE/TIFFTAG_DATETIME or a date in the file name); "
+        f"patch ids use the current period {today} — set [compliance] period to override",
+        SwcWarning,
+        stacklevel=2,
+    )
+    return today
+
+
+def detect(request: DetectRequest, progress: Progress | None = None) -> DetectResult:
+    """Run the whole detection on two dates of imagery.
+
+    Parameters
+    ----------
+    request
+        Inputs and configuration.
+    progress
+        Optional callback ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    DetectResult
+        Patches, project and zone summaries (EPSG:4490) and the run record.
+
+    Raises
+    ------
+    InputError
+        Any bad input (see :mod:`swc_rs.errors`); nothing has been written then.
+    """
+    progress = progress or _noop
+    config = request.config
+    clock = _Clock()
+    started = dt.datetime.now(dt.timezone.utc)
+    with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
+                    resampling=config.raster.resampling) as pair:
+        area_crs = choose_area_crs(pair)
+        zones = read_zones(request.zones, request.zones_layer, area_crs)
+        projects = read_projects(request.projects, request.projects_layer, area_crs)
+        sensitive = read_sensitive(request.sensitive, area_crs)
+        model = None
+        if request.model is not None:
+            from swc_rs.model import load_model
+
+            model = load_model(request.model)
+        clock.lap("read_inputs")
+
+        pixel_m = ground_pixel_size(pair)
+        min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
+        norm, shift, used = _calibrate(pair, config)
+        clock.lap("calibrate")
+        geoms_px = _find_patches(pair, norm, config, min_pixels, progress)
+        clock.lap("detect")
+
+        frame = gpd.GeoDataFrame(geometry=to_map(geoms_px, pair.grid.transform), crs=pair.grid.crs).to_crs(area_crs)
+        frame["QAREA"] = np.round(frame.geometry.area.to_numpy() / 10_000, 4)
+        frame["X_ZONE"] = _assign_zones(frame, zones) if len(frame) else np.array([], dtype=object)
+        min_area = np.array([config.rules_for(z).min_area_hm2 for z in frame["X_ZONE"]])
+        keep = frame["QAREA"].to_numpy() >= (min_area if len(frame) else 0)
+        frame = frame[keep].reset_index(drop=True)
+        geoms_px = np.asarray(geoms_px, dtype=object)[keep]
+        metric = shape_metrics(frame.geometry.values)
+        feats = patch_features(pair, norm, geoms_px, metric, config, progress)
+        clock.lap("features")
+        if model is not None:
+            qtype, conf, reason = model.predict_patches(feats)
+        else:
+            qtype, conf, reason = rule_qtype(feats, config.classify, config.change)
+        frame["QTYPE"] = qtype
+        frame["X_CONF"] = np.round(conf, 3)
+        frame["X_REASON"] = ""
+        frame["NOTE"] = [f"自动判读：疑似{r}" if r else "" for r in reason]
+        t1, t2 = pair.dates
+        judged = compliance.judge(frame, projects, sensitive, config, pixel_size_m=pixel_m)
+        clock.lap("compliance")
+
+        # Stable order (north-west first) and ids.
+        period = _period(config, t2)
+        cent = judged.geometry.representative_point()
+        order = np.lexsort((np.round(cent.x.to_numpy(), 1), -np.round(cent.y.to_numpy(), 1)))
+        judged = judged.iloc[order].reset_index(drop=True)
+        feats = feats.iloc[order].reset_index(drop=True)
+        judged["QDNM"] = [f"{config.compliance.admin_code}-{period}-{i + 1:06d}" for i in range(len(judged))]
+        judged["QDCS"] = ""
+        judged["QDTYPE"] = codes.NEW
+        judged["RST"] = codes.NOT_CHECKED
+        judged["X_T1"] = t1.isoformat() if t1 else ""
+        judged["X_T2"] = t2.isoformat() if t2 else ""
+        judged["X_SHIFT"] = round(math.hypot(*shift), 2)
+        judged["geometry"] = judged.geometry.apply(_multi)
+        judged = judged[list(PATCH_FIELDS) + ["geometry"]]
+        feats.insert(0, "QDNM", judged["QDNM"].to_numpy())
+
+        project_summary = compliance.summarise_projects(projects, judged)
+        project_summary["geometry"] = project_summary.geometry.apply(_multi)
+        zone_summary = compliance.summarise_zones(zones, judged)
+        zone_summary["geometry"] = zone_summary.geometry.apply(_multi)
+        clock.lap("summaries")
+
+        run_info = {
+            "started_utc": started.isoformat(timespec="seconds"),
+            "swc_rs_version": __version__,
+            "python": platform.python_version(),
+            "before": str(request.before),
+            "before_sha256": file_checksum(request.before),
+            "after": str(request.after),
+            "after_sha256": file_checksum(request.after),
+            "zones": str(request.zones),
+            "zones_sha256": file_checksum(request.zones),
+            "projects": str(request.projects),
+            "projects_sha256": file_checksum(request.projects),
+            "sensitive": ";".join(str(p) for p in request.sensitive),
+            "sensitive_sha256": ";".join(file_checksum(p) for p in request.sensitive),
+            "date_before": t1.isoformat() if t1 else "",
+            "date_after": t2.isoformat() if t2 else "",
+            "period": period,
+            "sensor": pair.sensor_name,
+            "area_crs": area_crs,
+            "pixel_size_m": round(pixel_m, 3),
+            "shift_rows": round(shift[0], 3),
+            "shift_cols": round(shift[1], 3),
+            "shift_windows": used,
+            "normalisation": norm.to_dict(),
+            "model": str(request.model) if request.model else "rules",
+            "model_id": getattr(model, "model_id", "rules"),
+            "parameters": config.to_dict(),
+            "n_patches": int(len(judged)),
+            "n_suspected": int(judged["BYD"].str.startswith(codes.SUSPECTED_PREFIX).sum()),
+            **pair.describe(),
+        }
+    to = EXCHANGE_CRS
+    clock.lap("finish")
+    run_info["timings_s"] = clock.timings
+    return DetectResult(
+        patches=judged.to_crs(to),
+        projects=project_summary.to_crs(to),
+        zones=zone_summary.to_crs(to),
+        run_info=run_info,
+        features=feats,
+    )
+
+
+def _multi(geom):
+    if geom is None or geom.geom_type == "MultiPolygon":
+        return geom
+    if geom.geom_type == "Polygon":
+        return shapely.MultiPolygon([geom])
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon"]
+    return shapely.MultiPolygon(parts)

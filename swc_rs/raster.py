@@ -1,0 +1,360 @@
+"""Open, validate and align the two dates; iterate windows. The only raster I/O.
+
+AFTER is warped onto BEFORE's grid over their common extent with a
+:class:`rasterio.vrt.WarpedVRT`, so any CRS and resolution works and nothing is
+resampled to disk. Reads are windowed: memory follows the window, not the image.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from swc_rs.errors import InputFileError, RasterInputError
+from swc_rs.sensors import ROLES, SensorProfile, reflectance_scale, resolve_profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An immutable pixel grid: shape, affine transform and CRS."""
+
+    width: int
+    height: int
+    transform: Affine
+    crs: CRS
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (abs(self.transform.a), abs(self.transform.e))
+
+    @property
+    def pixel_area_m2(self) -> float:
+        """Pixel area in the grid CRS's units squared (m² for projected grids)."""
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)[:4]
+
+    def same_grid(self, other: Grid, tolerance: float = 1e-9) -> bool:
+        return (
+            self.shape == other.shape
+            and self.crs == other.crs
+            and self.transform.almost_equals(other.transform, precision=tolerance)
+        )
+
+    def window_transform(self, window: Window) -> Affine:
+        return rasterio.windows.transform(window, self.transform)
+
+
+def iter_windows(grid: Grid, size: int) -> Iterator[Window]:
+    """Windows of at most ``size``×``size`` pixels that tile ``grid`` exactly, row-major."""
+    if size < 1:
+        raise ValueError(f"window size must be >= 1, got {size}")
+    for row in range(0, grid.height, size):
+        for col in range(0, grid.width, size):
+            yield Window(col, row, min(size, grid.width - col), min(size, grid.height - row))
+
+
+def expand_window(window: Window, halo: int, grid: Grid) -> tuple[Window, tuple[slice, slice]]:
+    """``window`` grown by ``halo`` pixels (clipped to the grid) and the core's slices in it."""
+    col0 = max(0, int(window.col_off) - halo)
+    row0 = max(0, int(window.row_off) - halo)
+    col1 = min(grid.width, int(window.col_off + window.width) + halo)
+    row1 = min(grid.height, int(window.row_off + window.height) + halo)
+    outer = Window(col0, row0, col1 - col0, row1 - row0)
+    core = (
+        slice(int(window.row_off) - row0, int(window.row_off) - row0 + int(window.height)),
+        slice(int(window.col_off) - col0, int(window.col_off) - col0 + int(window.width)),
+    )
+    return outer, core
+
+
+def file_checksum(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file (inputs are recorded in run_info)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def acquisition_date(dataset) -> dt.date | None:
+    """The image date from common tags (ACQUISITION_DATE, TIFFTAG_DATETIME) or the file name."""
+    tags = dataset.tags()
+    for key in ("ACQUISITION_DATE", "acquisition_date", "DATE_ACQUIRED", "datetime", "TIFFTAG_DATETIME"):
+        value = tags.get(key)
+        if value:
+            match = re.search(r"(\d{4})[-:/]?(\d{2})[-:/]?(\d{2})", value)
+            if match:
+                try:
+                    return dt.date(*map(int, match.groups()))
+                except ValueError:
+                    pass
+    match = re.search(r"(20\d{2}|19\d{2})[-_]?(\d{2})[-_]?(\d{2})", Path(dataset.name).name)
+    if match:
+        try:
+            return dt.date(*map(int, match.groups()))
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class Band:
+    """One date's band roles and scaling."""
+
+    profile: SensorProfile
+    scale: float
+    nodata: float | None
+
+
+def _open(path: Path, what: str):
+    if not path.exists():
+        raise InputFileError(f"{what} image does not exist", path=path, fix="check the path and its spelling")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as err:
+        raise InputFileError(
+            f"cannot be read as a raster ({err})",
+            path=path,
+            fix="give a GeoTIFF, COG or VRT that GDAL can open (is the file complete?)",
+        ) from err
+
+
+class RasterPair:
+    """BEFORE and AFTER on one grid: BEFORE's, cropped to the common extent.
+
+    Parameters
+    ----------
+    before, after
+        Paths of the two dates.
+    sensor
+        ``auto``, ``gf``, ``s2``, ``landsat`` or ``rgb``.
+    band_map
+        Explicit band roles (``--bands``), applied to both dates.
+    resampling
+        Resampling of AFTER onto BEFORE's grid.
+
+    Raises
+    ------
+    InputFileError, RasterInputError
+        Missing/unreadable files, no CRS, no overlap, too few bands.
+    """
+
+    def __init__(
+        self,
+        before: str | Path,
+        after: str | Path,
+        *,
+        sensor: str = "auto",
+        band_map: dict[str, int] | None = None,
+        resampling: str = "bilinear",
+    ):
+        self.before_path, self.after_path = Path(before), Path(after)
+        self._before = _open(self.before_path, "BEFORE")
+        try:
+            self._after = _open(self.after_path, "AFTER")
+        except Exception:
+            self._before.close()
+            raise
+        try:
+            self._setup(sensor, band_map, resampling)
+        except Exception:
+            self.close()
+            raise
+
+    # -- set-up -------------------------------------------------------------------
+    def _setup(self, sensor, band_map, resampling) -> None:
+        for ds, path in ((self._before, self.before_path), (self._after, self.after_path)):
+            if ds.crs is None:
+                raise RasterInputError(
+                    "has no coordinate reference system",
+                    path=path,
+                    fix="assign one, e.g. gdal_edit.py -a_srs EPSG:32648 FILE, or give the georeferenced original",
+                )
+            if ds.transform == Affine.identity():
+                raise RasterInputError(
+                    "has no geotransform (pixel coordinates only)",
+                    path=path,
+                    fix="georeference it first (gdal_translate -a_ullr ... or gdalwarp)",
+                )
+        try:
+            self._resampling = Resampling[resampling]
+        except KeyError as err:
+            raise RasterInputError(
+                f"resampling {resampling!r} is not known", fix="use bilinear, cubic or nearest"
+            ) from err
+        self.before_bands = self._bands(self._before, self.before_path, sensor, band_map)
+        self.after_bands = self._bands(self._after, self.after_path, sensor, band_map)
+        self.roles = tuple(
+            r for r in ROLES if self.before_bands.profile.has(r) and self.after_bands.profile.has(r)
+        )
+        self.grid = self._common_grid()
+        self.shift = (0.0, 0.0)  # (rows, cols) applied to AFTER
+        self._vrt = None
+        self._build_vrt()
+
+    def _bands(self, ds, path, sensor, band_map) -> Band:
+        profile = resolve_profile(sensor, ds.descriptions, ds.count, band_map=band_map, path=path)
+        dtype = ds.dtypes[0]
+        sample_max = None
+        if dtype.startswith("float"):
+            h, w = min(ds.height, 256), min(ds.width, 256)
+            sample = ds.read(1, window=Window(0, 0, w, h), masked=True)
+            sample_max = float(np.nanmax(sample.filled(np.nan))) if sample.count() else None
+        scale = profile.scale or reflectance_scale(dtype, sample_max)
+        return Band(profile=profile, scale=scale, nodata=ds.nodata)
+
+    def _common_grid(self) -> Grid:
+        b = self._before
+        a_bounds = transform_bounds(self._after.crs, b.crs, *self._after.bounds, densify_pts=21)
+        left, bottom, right, top = b.bounds
+        inter = (max(left, a_bounds[0]), max(bottom, a_bounds[1]), min(right, a_bounds[2]), min(top, a_bounds[3]))
+        if inter[0] >= inter[2] or inter[1] >= inter[3]:
+            raise RasterInputError(
+                f"does not overlap BEFORE ({self.before_path}) — AFTER covers {tuple(round(v, 1) for v in a_bounds)} "
+                f"in BEFORE's CRS, BEFORE covers {tuple(round(v, 1) for v in b.bounds)}",
+                path=self.after_path,
+                fix="give two images of the same area",
+            )
+        window = rasterio.windows.from_bounds(*inter, transform=b.transform)
+        window = window.round_offsets(op="ceil").round_lengths(op="floor")
+        col0, row0 = max(0, int(window.col_off)), max(0, int(window.row_off))
+        width = min(int(window.width), b.width - col0)
+        height = min(int(window.height), b.height - row0)
+        if width < 8 or height < 8:
+            raise RasterInputError(
+                f"overlaps BEFORE ({self.before_path}) by only {max(width, 0)}×{max(height, 0)} pixels",
+                path=self.after_path,
+                fix="give two images of the same area",
+            )
+        self._before_offset = (row0, col0)
+        return Grid(width, height, rasterio.windows.transform(Window(col0, row0, width, height), b.transform), b.crs)
+
+    def _build_vrt(self) -> None:
+        if self._vrt is not None:
+            self._vrt.close()
+        drow, dcol = self.shift
+        transform = self.grid.transform @ Affine.translation(-dcol, -drow)
+        self._vrt = WarpedVRT(
+            self._after,
+            crs=self.grid.crs,
+            transform=transform,
+            width=self.grid.width,
+            height=self.grid.height,
+            resampling=self._resampling,
+            src_nodata=self._after.nodata,
+            nodata=self._after.nodata if self._after.nodata is not None else 0,
+            add_alpha=self._after.nodata is None,
+        )
+
+    def set_shift(self, rows: float, cols: float) -> None:
+        """Resample AFTER shifted by (rows, cols) pixels to undo misregistration."""
+        self.shift = (float(rows), float(cols))
+        self._build_vrt()
+
+    # -- facts ----------------------------------------------------------------------
+    @property
+    def dates(self) -> tuple[dt.date | None, dt.date | None]:
+        return acquisition_date(self._before), acquisition_date(self._after)
+
+    @property
+    def sensor_name(self) -> str:
+        return self.before_bands.profile.name
+
+    def describe(self) -> dict:
+        return {
+            "grid_crs": self.grid.crs.to_string(),
+            "grid_shape": list(self.grid.shape),
+            "grid_res": list(self.grid.res),
+            "before_crs": self._before.crs.to_string(),
+            "after_crs": self._after.crs.to_string(),
+            "roles": list(self.roles),
+            "sensor_before": self.before_bands.profile.name,
+            "sensor_after": self.after_bands.profile.name,
+        }
+
+    # -- reads ----------------------------------------------------------------------
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reflectance of both dates in ``window`` of the grid.
+
+        Returns
+        -------
+        before, after : ndarray, float32, shape (len(roles), h, w)
+            Reflectance 0–1 (AFTER not yet radiometrically normalised).
+        valid : ndarray, bool, shape (h, w)
+            True where both dates have data.
+        """
+        row0, col0 = self._before_offset
+        bwin = Window(window.col_off + col0, window.row_off + row0, window.width, window.height)
+        before, bvalid = self._read_one(self._before, self.before_bands, bwin)
+        after, avalid = self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None)
+        return before, after, bvalid & avalid
+
+    def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False):
+        indexes = [bands.profile.bands[r] for r in self.roles]
+        raw = ds.read(indexes, window=window)
+        data = raw.astype(np.float32) * np.float32(bands.scale)
+        if alpha:
+            valid = ds.read(ds.count, window=window) > 0
+        elif bands.nodata is not None:
+            nodata = bands.nodata
+            if isinstance(nodata, float) and math.isnan(nodata):
+                valid = ~np.isnan(raw).any(axis=0)
+            else:
+                valid = ~(raw == nodata).all(axis=0)
+        else:
+            valid = np.ones(raw.shape[1:], dtype=bool)
+        valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+    def close(self) -> None:
+        for name in ("_vrt", "_after", "_before"):
+            ds = getattr(self, name, None)
+            if ds is not None:
+                ds.close()
+
+    def __enter__(self) -> RasterPair:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sample_windows(grid: Grid, count: int, size: int) -> list[Window]:
+    """Up to ``count`` windows of ``size`` pixels spread evenly over the grid."""
+    size = min(size, grid.width, grid.height)
+    per_side = max(1, int(math.ceil(math.sqrt(count))))
+    rows = np.linspace(0, grid.height - size, per_side).astype(int)
+    cols = np.linspace(0, grid.width - size, per_side).astype(int)
+    windows = [Window(int(c), int(r), size, size) for r in rows for c in cols]
+    seen, unique = set(), []
+    for w in windows:
+        key = (w.col_off, w.row_off)
+        if key not in seen:
+            seen.add(key)
+            unique.append(w)
+    return unique[: max(count, 1)] if len(unique) > count else unique

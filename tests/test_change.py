@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from swc_rs.change import candidate_mask, clean_mask, cloud_shadow_mask, fit_normalisation, pixel_evidence
+from swc_rs.config import ChangeConfig
+
+ROLES = ("blue", "green", "red", "nir")
+
+
+def test_normalisation_undoes_known_gain_and_offset():
+    rng = np.random.default_rng(0)
+    before = rng.uniform(0.02, 0.4, size=(4, 20000)).astype(np.float32)
+    gain = np.array([1.12, 0.9, 1.05, 0.87], np.float32)
+    offset = np.array([0.01, -0.008, 0.004, 0.02], np.float32)
+    after = before * gain[:, None] + offset[:, None]
+    # 10 % of pixels really changed: they must not bias the fit
+    after[:, :2000] = rng.uniform(0.1, 0.5, size=(4, 2000))
+    norm = fit_normalisation(before, after)
+    np.testing.assert_allclose(norm.gain, 1 / gain, rtol=0.01)
+    restored = norm.apply(after[:, None, 2000:])[:, 0]
+    np.testing.assert_allclose(restored, before[:, 2000:], atol=2e-3)
+
+
+def _stack(values, shape=(20, 20)):
+    return np.broadcast_to(np.asarray(values, np.float32)[:, None, None], (4, *shape)).copy()
+
+
+def test_clearing_is_candidate_but_gain_change_is_not():
+    cfg = ChangeConfig()
+    before = _stack([0.025, 0.045, 0.028, 0.33])
+    after = before * 1.1
+    after[:, 5:15, 5:15] = np.array([0.13, 0.16, 0.20, 0.24])[:, None, None]
+    ev = pixel_evidence(before, after, ROLES)
+    valid = np.ones((20, 20), bool)
+    mask = candidate_mask(ev, valid, cloud_shadow_mask(before, after, ROLES, ev, cfg), cfg)
+    assert mask[5:15, 5:15].all()
+    assert mask.sum() == 100
+
+
+def test_water_level_change_is_not_candidate():
+    cfg = ChangeConfig()
+    before = _stack([0.045, 0.055, 0.035, 0.015])  # water
+    after = _stack([0.07, 0.085, 0.095, 0.12])  # exposed wet mud
+    ev = pixel_evidence(before, after, ROLES)
+    mask = candidate_mask(ev, np.ones((20, 20), bool), np.zeros((20, 20), bool), cfg)
+    assert not mask.any()
+
+
+def test_cloud_and_shadow_are_masked():
+    cfg = ChangeConfig()
+    before = _stack([0.025, 0.045, 0.028, 0.33])
+    after = before.copy()
+    after[:, :8] = 0.6  # cloud
+    after[:, 14:] *= 0.45  # shadow
+    ev = pixel_evidence(before, after, ROLES)
+    excluded = cloud_shadow_mask(before, after, ROLES, ev, cfg)
+    assert excluded[:8].all() and excluded[14:].all()
+    mask = candidate_mask(ev, np.ones((20, 20), bool), excluded, cfg)
+    assert not mask.any()
+
+
+@pytest.mark.parametrize("opening", [0, 1])
+def test_clean_mask_drops_specks_but_keeps_border_pieces(opening):
+    mask = np.zeros((30, 30), bool)
+    mask[10:20, 10:20] = True  # a patch
+    mask[2, 2] = True  # a speck
+    mask[25:30, 0:3] = True  # small, but touches the border: may continue next window
+    out = clean_mask(mask, opening_px=opening, closing_px=1, min_pixels=20)
+    assert out[10:20, 10:20].all()
+    assert not out[2, 2]
+    assert out[27:30, 0:2].any()

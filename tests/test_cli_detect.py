@@ -1,0 +1,126 @@
+"""`swc-rs detect` from the command line: exit codes, messages, outputs."""
+
+import geopandas as gpd
+import pyogrio
+import pytest
+import shapely
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from swc_rs import codes
+from swc_rs.cli.main import cli
+from tests.conftest import X0, Y0, forest, make_scene, write_raster
+
+
+def run(scene, *extra, output=None):
+    output = output or scene.folder / "out.gpkg"
+    args = ["detect", str(scene.before), str(scene.after), "--zones", str(scene.zones),
+            "--projects", str(scene.projects), "-o", str(output), "--rules", *map(str, extra)]
+    return CliRunner().invoke(cli, args), output
+
+
+def assert_bad_input(result, output, *words):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ")
+    assert len(result.output.strip().splitlines()) == 1
+    for word in words:
+        assert word in result.output
+    assert not output.exists()
+    assert not list(output.parent.glob(".out.*"))  # no temporary left behind
+
+
+def test_detect_writes_all_layers(scene):
+    result, output = run(scene)
+    assert result.exit_code == 0, result.output
+    layers = {name for name, _ in pyogrio.list_layers(output)}
+    assert {"disturbance_patches", "suspected_violations", "projects", "zones", "run_info"} <= layers
+    patches = gpd.read_file(output, layer="disturbance_patches")
+    assert patches.crs.to_epsg() == 4490
+    assert len(patches) == 1
+    assert patches.BYD[0] == codes.COMPLIANT and patches.PRNM[0] == "测试项目"
+    assert patches.QAREA[0] == pytest.approx(0.36, abs=0.02)  # 30 × 30 px at 2 m
+    assert patches.QDNM[0] == "511800-202611-000001"
+    assert set(patches.geom_type) == {"MultiPolygon"}
+    info = pyogrio.read_dataframe(output, layer="run_info")
+    assert len(info.before_sha256[0]) == 64 and info.period[0] == "202611"
+
+
+def test_existing_output_is_not_overwritten(scene):
+    output = scene.folder / "out.gpkg"
+    output.write_text("precious")
+    result, _ = run(scene, output=output)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert output.read_text() == "precious"
+    result, _ = run(scene, "--overwrite", output=output)
+    assert result.exit_code == 0
+
+
+def test_missing_file(scene):
+    scene.before.unlink()
+    result, output = run(scene)
+    assert_bad_input(result, output, str(scene.before), "does not exist")
+
+
+def test_unreadable_raster(scene):
+    scene.after.write_bytes(b"not a tiff")
+    result, output = run(scene)
+    assert_bad_input(result, output, str(scene.after), "cannot be read")
+
+
+def test_raster_without_crs(scene):
+    write_raster(scene.before, forest(160, 160), crs=None)
+    result, output = run(scene)
+    assert_bad_input(result, output, str(scene.before), "coordinate reference system", "Fix:")
+
+
+def test_rasters_that_do_not_overlap(scene):
+    write_raster(scene.after, forest(160, 160), transform=from_origin(X0 + 50_000, Y0, 2, 2))
+    result, output = run(scene)
+    assert_bad_input(result, output, str(scene.after), "does not overlap")
+
+
+def test_too_few_bands_for_sensor(scene):
+    write_raster(scene.before, forest(160, 160)[:3], descriptions=None)
+    write_raster(scene.after, forest(160, 160)[:3], descriptions=None)
+    result, output = run(scene, "--sensor", "gf")
+    assert_bad_input(result, output, str(scene.before), "band")
+
+
+def test_zones_without_zone_code(scene):
+    zones = gpd.read_file(scene.zones).drop(columns=["ZONE_CODE"])
+    zones.to_file(scene.zones, layer="zones")
+    result, output = run(scene)
+    assert_bad_input(result, output, str(scene.zones), "ZONE_CODE")
+
+
+def test_empty_projects_warns_and_everything_is_unapproved(tmp_path):
+    empty = gpd.GeoDataFrame({"PRNM": []}, geometry=[], crs="EPSG:4490")
+    scene = make_scene(tmp_path, projects=empty)
+    result, output = run(scene)
+    assert result.exit_code == 0, result.output
+    assert "empty" in result.output and "疑似未批先建" in result.output
+    patches = gpd.read_file(output, layer="disturbance_patches")
+    assert list(patches.BYD) == [codes.UNAPPROVED]
+
+
+def test_invalid_project_geometry_is_repaired_with_a_warning(tmp_path):
+    bowtie = shapely.Polygon([(X0 + 60, Y0 - 60), (X0 + 160, Y0 - 180), (X0 + 160, Y0 - 60), (X0 + 60, Y0 - 180)])
+    projects = gpd.GeoDataFrame({"PRNM": ["蝴蝶结项目"], "DAREA": [1.0]}, geometry=[bowtie], crs="EPSG:32648")
+    scene = make_scene(tmp_path, projects=projects)
+    result, output = run(scene)
+    assert result.exit_code == 0, result.output
+    assert "蝴蝶结项目" in result.output and "invalid geometry" in result.output
+    assert output.exists()
+
+
+def test_bad_band_map(scene):
+    result, output = run(scene, "--bands", "blue=1,purple=2")
+    assert_bad_input(result, output, "purple")
+
+
+def test_fail_on_violations_exit_code(tmp_path):
+    empty = gpd.GeoDataFrame({"PRNM": []}, geometry=[], crs="EPSG:4490")
+    scene = make_scene(tmp_path, projects=empty)
+    result, _ = run(scene, "--fail-on-violations")
+    assert result.exit_code == 3

@@ -1,0 +1,55 @@
+import numpy as np
+import shapely
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swc_rs.patches import merge_seams, polygonize_window, shape_metrics, to_map
+
+
+def _tile_polygons(mask, size):
+    polys = []
+    for row in range(0, mask.shape[0], size):
+        for col in range(0, mask.shape[1], size):
+            polys.extend(polygonize_window(mask[row: row + size, col: col + size], row, col))
+    return polys
+
+
+def test_patch_crossing_window_corner_comes_out_whole():
+    mask = np.zeros((64, 64), bool)
+    mask[20:45, 25:50] = True  # crosses the seams at 32 in both directions
+    geoms = merge_seams(_tile_polygons(mask, 32), 32)
+    assert len(geoms) == 1
+    assert geoms[0].area == 25 * 25
+    assert geoms[0].geom_type == "Polygon"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([8, 16, 24]))
+def test_windowed_polygons_equal_whole_image_polygons(seed, size):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((48, 48)) < 0.08
+    for _ in range(4):
+        r, c = rng.integers(0, 40, 2)
+        mask[r: r + rng.integers(2, 12), c: c + rng.integers(2, 12)] = True
+    whole = polygonize_window(mask, 0, 0)
+    windowed = merge_seams(_tile_polygons(mask, size), size)
+    assert sum(g.area for g in windowed) == mask.sum()
+    assert shapely.union_all(windowed).equals(shapely.union_all(whole))
+    # no piece is left split: each merged patch is one 8-connected component or more
+    assert len(windowed) <= len(whole)
+
+
+def test_to_map_applies_grid_transform():
+    square = shapely.box(0, 0, 10, 10)
+    out = to_map(np.array([square], dtype=object), Affine(2, 0, 1000, 0, -2, 5000))[0]
+    assert out.bounds == (1000, 4980, 1020, 5000)
+
+
+def test_shape_metrics_square_and_strip():
+    geoms = np.array([shapely.box(0, 0, 100, 100), shapely.box(0, 0, 200, 10)], dtype=object)
+    m = shape_metrics(geoms)
+    assert m["area_m2"][0] == 10000
+    assert m["rectangularity"][0] == 1.0
+    assert m["elongation"][1] == 20.0
+    assert m["compactness"][0] > m["compactness"][1]

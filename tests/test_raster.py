@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+
+from swc_rs.errors import InputFileError, RasterInputError
+from swc_rs.raster import Grid, RasterPair, expand_window, iter_windows
+from tests.conftest import X0, Y0, forest, write_raster
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 128))
+def test_windows_cover_the_grid_exactly_once(width, height, size):
+    grid = Grid(width, height, from_origin(0, 0, 1, 1), CRS.from_epsg(32648))
+    hits = np.zeros((height, width), np.uint8)
+    for w in iter_windows(grid, size):
+        assert w.width <= size and w.height <= size
+        hits[int(w.row_off): int(w.row_off + w.height), int(w.col_off): int(w.col_off + w.width)] += 1
+    assert (hits == 1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 200), st.integers(1, 64), st.integers(0, 20))
+def test_expanded_window_core_is_the_window(width, height, size, halo):
+    grid = Grid(width, height, from_origin(0, 0, 1, 1), CRS.from_epsg(32648))
+    ids = np.arange(width * height).reshape(height, width)
+    for w in iter_windows(grid, size):
+        outer, core = expand_window(w, halo, grid)
+        block = ids[int(outer.row_off): int(outer.row_off + outer.height), int(outer.col_off): int(outer.col_off + outer.width)]
+        expected = ids[int(w.row_off): int(w.row_off + w.height), int(w.col_off): int(w.col_off + w.width)]
+        np.testing.assert_array_equal(block[core], expected)
+
+
+def test_after_in_another_crs_and_resolution_is_aligned(tmp_path):
+    data = forest(64, 64)
+    data[:, 20:40, 20:40] = 2000
+    before = write_raster(tmp_path / "b.tif", data)
+    # AFTER: the same content at 4 m in the same place, offset extent (partial overlap)
+    coarse = data[:, ::2, 8::2]
+    after = write_raster(tmp_path / "a.tif", coarse, transform=from_origin(X0 + 16, Y0, 4, 4))
+    with RasterPair(before, after) as pair:
+        assert pair.grid.res == (2.0, 2.0)
+        assert pair.grid.width == 56  # common extent only
+        b, a, valid = pair.read(next(iter_windows(pair.grid, 1000)))
+        assert b.shape == a.shape
+        assert valid.mean() > 0.9
+        # the bright square lands at the same place on both dates
+        assert a[2, 24:36, 16:28].mean() > 0.15 and b[2, 24:36, 16:28].mean() > 0.15
+        assert a[2, 45:, 40:].mean() < 0.05
+
+
+def test_after_in_geographic_crs_is_reprojected(tmp_path):
+    import rasterio
+    from rasterio.warp import calculate_default_transform, reproject
+
+    data = forest(64, 64)
+    before = write_raster(tmp_path / "b.tif", data)
+    with rasterio.open(before) as src:
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:4490", src.width, src.height, *src.bounds)
+        out = np.zeros((4, height, width), np.uint16)
+        reproject(src.read(), out, src_transform=src.transform, src_crs=src.crs, dst_transform=transform, dst_crs="EPSG:4490")
+    after = write_raster(tmp_path / "a.tif", out, crs="EPSG:4490", transform=transform)
+    with RasterPair(before, after) as pair:
+        assert pair.grid.crs == CRS.from_epsg(32648)
+        _, a, valid = pair.read(next(iter_windows(pair.grid, 1000)))
+        assert valid[5:-5, 5:-5].all()
+
+
+def test_nodata_is_honoured(tmp_path):
+    data = forest(32, 32)
+    data[:, :, :8] = 0
+    before = write_raster(tmp_path / "b.tif", data, nodata=0)
+    after = write_raster(tmp_path / "a.tif", forest(32, 32))
+    with RasterPair(before, after) as pair:
+        _, _, valid = pair.read(next(iter_windows(pair.grid, 100)))
+        assert not valid[:, :8].any() and valid[:, 8:].all()
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        RasterPair(tmp_path / "nope.tif", tmp_path / "nope2.tif")
+
+
+def test_no_crs_raises(tmp_path):
+    before = write_raster(tmp_path / "b.tif", forest(16, 16), crs=None)
+    after = write_raster(tmp_path / "a.tif", forest(16, 16))
+    with pytest.raises(RasterInputError, match="coordinate reference system"):
+        RasterPair(before, after)
+
+
+def test_no_overlap_raises(tmp_path):
+    before = write_raster(tmp_path / "b.tif", forest(16, 16))
+    after = write_raster(tmp_path / "a.tif", forest(16, 16), transform=from_origin(X0 + 5000, Y0, 2, 2))
+    with pytest.raises(RasterInputError, match="does not overlap"):
+        RasterPair(before, after)
+
+
+def test_too_few_bands_for_sensor(tmp_path):
+    before = write_raster(tmp_path / "b.tif", forest(16, 16)[:3], descriptions=None)
+    after = write_raster(tmp_path / "a.tif", forest(16, 16)[:3], descriptions=None)
+    with pytest.raises(RasterInputError, match="band"):
+        RasterPair(before, after, sensor="gf")
