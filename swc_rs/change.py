@@ -45,16 +45,18 @@ class Normalisation:
 
 
 def fit_normalisation(
-    before: np.ndarray, after: np.ndarray, *, pif_fraction: float = 0.5, iterations: int = 4
+    before: np.ndarray, after: np.ndarray, *, pif_fraction: float = 0.3, iterations: int = 2
 ) -> Normalisation:
-    """Relative radiometric normalisation on pseudo-invariant pixels.
+    """Relative radiometric normalisation on pseudo-invariant pixels (PIFs).
 
-    Maps AFTER onto BEFORE per band with the reduced-major-axis line (gain = σ_before /
-    σ_after, offset matching the means), which unlike least squares is not shrunk
-    towards zero by noise in AFTER. Each round keeps the ``pif_fraction`` of pixels with
-    the smallest standardised residuals over all bands — the ones that did not change —
-    and refits, ``iterations`` times: an iteratively trimmed fit in the spirit of
-    PIF/IR-MAD normalisation (Canty & Nielsen 2008).
+    1. PIF selection by rank: a global gain/offset (or any monotone radiometric change)
+       keeps every pixel's rank within its band, while real change moves it. Pixels
+       whose worst per-band rank difference between the dates is in the lowest
+       ``pif_fraction`` are taken as invariant.
+    2. Per band, the reduced-major-axis line through the PIFs (gain = σ_before /
+       σ_after, offset matching the means), which unlike least squares is not shrunk
+       towards zero by noise in AFTER.
+    3. ``iterations`` rounds of trimming by standardised residual and refitting.
 
     Parameters
     ----------
@@ -70,24 +72,37 @@ def fit_normalisation(
         return Normalisation.identity(bands)
     before = before.astype(np.float64)
     after = after.astype(np.float64)
-    keep = np.ones(n, dtype=bool)
-    gain = np.ones(bands)
-    offset = np.zeros(bands)
-    for _ in range(iterations):
-        sd_a = after[:, keep].std(axis=1)
-        sd_b = before[:, keep].std(axis=1)
+    rank_b = np.argsort(np.argsort(before, axis=1), axis=1) / n
+    rank_a = np.argsort(np.argsort(after, axis=1), axis=1) / n
+    moved = np.abs(rank_b - rank_a).max(axis=0)
+    keep = moved <= np.quantile(moved, pif_fraction)
+
+    def fit(mask):
+        sd_a = after[:, mask].std(axis=1)
+        sd_b = before[:, mask].std(axis=1)
         gain = np.where(sd_a > 1e-9, sd_b / np.maximum(sd_a, 1e-9), 1.0)
-        offset = before[:, keep].mean(axis=1) - gain * after[:, keep].mean(axis=1)
+        offset = before[:, mask].mean(axis=1) - gain * after[:, mask].mean(axis=1)
+        return gain, offset
+
+    gain, offset = fit(keep)
+    for _ in range(iterations):
         resid = before - (gain[:, None] * after + offset[:, None])
         scale = resid[:, keep].std(axis=1) + 1e-9
-        score = np.sqrt(((resid / scale[:, None]) ** 2).sum(axis=0))
-        keep = score <= np.quantile(score, pif_fraction)
+        score = np.abs(resid / scale[:, None]).max(axis=0)
+        keep = keep & (score <= 2.5)
+        gain, offset = fit(keep)
     return Normalisation(gain.astype(np.float32), offset.astype(np.float32), int(keep.sum()))
 
 
 @dataclass
 class Evidence:
-    """Per-pixel indices of both dates (2-D float32 arrays of one window)."""
+    """Per-pixel indices of both dates (2-D float32 arrays of one window).
+
+    The ``*_after`` states are computed on AFTER as delivered (the surface's own
+    reflectance: is it bare, bright, water?), while ``veg_drop``, ``bright_rise`` and
+    ``magnitude`` compare BEFORE with the radiometrically normalised AFTER, so that a
+    global gain/offset or season does not read as change.
+    """
 
     veg_before: np.ndarray
     veg_after: np.ndarray
@@ -97,47 +112,52 @@ class Evidence:
     water_after: np.ndarray
     bare_before: np.ndarray
     bare_after: np.ndarray
+    veg_drop: np.ndarray
+    bright_rise: np.ndarray
     magnitude: np.ndarray
     has_nir: bool
-
-    @property
-    def veg_drop(self) -> np.ndarray:
-        return self.veg_before - self.veg_after
-
-    @property
-    def bright_rise(self) -> np.ndarray:
-        return self.bright_after - self.bright_before
 
 
 def _band(stack: np.ndarray, roles: tuple[str, ...], role: str):
     return stack[roles.index(role)] if role in roles else None
 
 
-def pixel_evidence(before: np.ndarray, after: np.ndarray, roles: tuple[str, ...]) -> Evidence:
+def _state(stack: np.ndarray, roles: tuple[str, ...]):
+    """Vegetation, brightness, water and bare-soil indices of one date."""
+    blue, green, red = (_band(stack, roles, r) for r in ("blue", "green", "red"))
+    nir, swir1 = _band(stack, roles, "nir"), _band(stack, roles, "swir1")
+    if nir is not None:
+        veg = indices.ndvi(nir, red)
+        water = indices.ndwi(green, nir)
+    else:
+        veg = indices.visible_vegetation(green, red, blue)
+        water = indices.normalized_difference(blue, red) - 0.2
+    bare = indices.bare_soil_index(blue, red, nir, swir1)
+    return veg, indices.brightness(blue, green, red), water, bare
+
+
+def pixel_evidence(before: np.ndarray, after: np.ndarray, roles: tuple[str, ...], after_normalised: np.ndarray | None = None) -> Evidence:
     """Indices of both dates from whatever bands the sensor has.
 
     Vegetation is NDVI where NIR exists, else the visible VARI proxy; water is NDWI
     where NIR exists, else a blue-dominance proxy; bare is BSI (SWIR) or its
     visible/NIR proxy (see :func:`swc_rs.indices.bare_soil_index`).
-    """
-    def parts(stack):
-        blue, green, red = (_band(stack, roles, r) for r in ("blue", "green", "red"))
-        nir, swir1 = _band(stack, roles, "nir"), _band(stack, roles, "swir1")
-        if nir is not None:
-            veg = indices.ndvi(nir, red)
-            water = indices.ndwi(green, nir)
-        else:
-            veg = indices.visible_vegetation(green, red, blue)
-            water = indices.normalized_difference(blue, red) - 0.2
-        bare = indices.bare_soil_index(blue, red, nir, swir1)
-        return veg, indices.brightness(blue, green, red), water, bare
 
-    vb, bb, wb, sb = parts(before)
-    va, ba, wa, sa = parts(after)
-    diff = after - before
+    Parameters
+    ----------
+    before, after
+        ``(bands, h, w)`` reflectance of the two dates, AFTER as delivered.
+    after_normalised
+        AFTER mapped onto BEFORE's radiometry; differences use it (AFTER when None).
+    """
+    norm = after if after_normalised is None else after_normalised
+    vb, bb, wb, sb = _state(before, roles)
+    va, ba, wa, sa = _state(after, roles)
+    vn, bn, _, _ = _state(norm, roles) if after_normalised is not None else (va, ba, None, None)
+    diff = norm - before
     scale = np.maximum(before.std(axis=(1, 2)), 1e-3)[:, None, None]
     magnitude = np.sqrt(((diff / scale) ** 2).mean(axis=0)).astype(np.float32)
-    return Evidence(vb, va, bb, ba, wb, wa, sb, sa, magnitude, has_nir="nir" in roles)
+    return Evidence(vb, va, bb, ba, wb, wa, sb, sa, vb - vn, bn - bb, magnitude, has_nir="nir" in roles)
 
 
 def cloud_shadow_mask(before: np.ndarray, after: np.ndarray, roles: tuple[str, ...], ev: Evidence, cfg: ChangeConfig) -> np.ndarray:

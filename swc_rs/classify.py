@@ -30,8 +30,9 @@ def rule_qtype(feat: pd.DataFrame, cls: ClassifyConfig, change: ChangeConfig) ->
     1. Water on either date over 30 % of the patch → 非生产建设项目 (water level).
     2. Still vegetated after (mean vegetation index above ``bare_ndvi_max``) →
        非生产建设项目 (season).
-    3. Dark bare surface (after brightness below ``tillage_brightness_max``): moist
-       tilled or harvested soil → 非生产建设项目 (tillage).
+    3. Dark and even bare surface (after brightness below ``tillage_brightness_max``,
+       brightness CV below ``tillage_texture_max``): moist tilled or harvested soil →
+       非生产建设项目 (tillage).
     4. Grey (redness below ``quarry_redness_max``) and textured (benches, pit-wall
        shadows: brightness CV ≥ ``quarry_texture_min``) → 取土（石）场.
     5. Reddish-brown loose material (redness ≥ ``spoil_redness_min``), lumpy
@@ -46,9 +47,9 @@ def rule_qtype(feat: pd.DataFrame, cls: ClassifyConfig, change: ChangeConfig) ->
     reason = np.full(n, "", dtype=object)
     water = np.maximum(feat["water_before"], feat["water_after"]).to_numpy() > 0.3
     vegetated = feat["veg_after"].to_numpy() > change.bare_ndvi_max
-    dark = feat["bright_after"].to_numpy() < cls.tillage_brightness_max
     red = feat["redness_after"].to_numpy()
     cv = feat["bright_after_cv"].to_numpy()
+    dark = (feat["bright_after"].to_numpy() < cls.tillage_brightness_max) & (cv < cls.tillage_texture_max)
     quarry = (red < cls.quarry_redness_max) & (cv >= cls.quarry_texture_min)
     spoil = (red >= cls.spoil_redness_min) & (cv >= cls.spoil_texture_min) & (feat["solidity"].to_numpy() < 0.85)
     decided = np.zeros(n, bool)

@@ -73,7 +73,8 @@ class ChangeConfig:
     normalisation_sample : int
         Pixels sampled (on a decimated read) to fit the per-band after→before regression.
     pif_fraction : float
-        Share of the sample kept as pseudo-invariant pixels in each refit (lowest residuals).
+        Share of the sample taken as pseudo-invariant pixels: those whose per-band rank
+        moved least between the dates.
     ndvi_drop : float
         Minimum NDVI decrease for vegetation loss.
     brightness_rise : float
@@ -102,8 +103,8 @@ class ChangeConfig:
         Radius of the closing that joins a patch's fragments.
     """
 
-    normalisation_sample: int = 1_000_000
-    pif_fraction: float = 0.5
+    normalisation_sample: int = 200_000
+    pif_fraction: float = 0.3
     ndvi_drop: float = 0.2
     brightness_rise: float = 0.04
     bare_ndvi_max: float = 0.35
@@ -123,8 +124,11 @@ class ClassifyConfig:
     """Rule-based patch typing (QTYPE) used when no model is given.
 
     tillage_brightness_max : float
-        A bare patch darker than this (after-date visible brightness) is typed
-        非生产建设项目 (tilled or harvested farmland, moist soil).
+        A bare patch darker than this (after-date visible brightness) ...
+    tillage_texture_max : float
+        ... and smoother than this (coefficient of variation of brightness) is typed
+        非生产建设项目: tilled or harvested farmland is moist, dark and even, while
+        excavation exposes bright, uneven subsoil.
     quarry_redness_max : float
         Rock is grey: redness (red-blue)/(red+blue) below this marks a borrow pit/quarry.
     quarry_texture_min : float
@@ -136,6 +140,7 @@ class ClassifyConfig:
     """
 
     tillage_brightness_max: float = 0.115
+    tillage_texture_max: float = 0.08
     quarry_redness_max: float = 0.1
     quarry_texture_min: float = 0.12
     spoil_redness_min: float = 0.15

@@ -17,6 +17,8 @@ def estimate_shift(
     *,
     upsample: int = 20,
     max_shift: float = 8.0,
+    min_windows: int = 3,
+    max_spread: float = 0.5,
 ) -> tuple[float, float, int]:
     """Median sub-pixel shift (rows, cols) that registers AFTER onto BEFORE.
 
@@ -31,6 +33,10 @@ def estimate_shift(
         Sub-pixel precision is 1/upsample px.
     max_shift
         Estimates larger than this (pixels) are discarded as unreliable.
+    min_windows, max_spread
+        A shift is only reported when at least ``min_windows`` windows agree, their
+        median absolute deviation from the median being at most ``max_spread`` px:
+        real change, not misregistration, is what makes windows disagree.
 
     Returns
     -------
@@ -51,7 +57,13 @@ def estimate_shift(
         shift, error, _ = phase_cross_correlation(gb, ga, upsample_factor=upsample, normalization=None)
         if np.all(np.abs(shift) <= max_shift):
             shifts.append(shift)
-    if not shifts:
+    if len(shifts) < min_windows:
+        log.info("shift not estimated: %d usable window(s), %d needed", len(shifts), min_windows)
         return 0.0, 0.0, 0
-    median = np.median(np.asarray(shifts), axis=0)
+    shifts_arr = np.asarray(shifts)
+    median = np.median(shifts_arr, axis=0)
+    spread = np.median(np.abs(shifts_arr - median), axis=0)
+    if np.any(spread > max_spread):
+        log.info("windows disagree on the shift (spread %.2f/%.2f px); not corrected", *spread)
+        return 0.0, 0.0, 0
     return float(median[0]), float(median[1]), len(shifts)

@@ -188,7 +188,8 @@ def ground_pixel_size(pair: RasterPair) -> float:
 def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, tuple[float, float], int]:
     """Estimate the shift (and correct it) and fit the radiometric normalisation on sample windows."""
     reg = config.registration
-    windows = sample_windows(pair.grid, reg.windows, reg.window_size)
+    size = min(reg.window_size, max(64, min(pair.grid.shape) // 2))
+    windows = sample_windows(pair.grid, reg.windows, size)
     band = "nir" if "nir" in pair.roles else "red"
     k = pair.roles.index(band)
     shift, used = (0.0, 0.0), 0
@@ -222,7 +223,7 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     return norm, shift, used
 
 
-def _find_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, progress: Progress):
+def _find_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, progress: Progress, model=None):
     size = config.raster.window_size
     halo = max(config.raster.halo, config.change.cloud_buffer_px + 2, config.change.closing_px + config.change.opening_px + 2)
     windows = list(iter_windows(pair.grid, size))
@@ -230,10 +231,14 @@ def _find_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, m
     for done, window in enumerate(windows, start=1):
         outer, core = expand_window(window, halo, pair.grid)
         before, after, valid = pair.read(outer)
-        after = norm.apply(after)
-        ev = pixel_evidence(before, after, pair.roles)
-        excluded = cloud_shadow_mask(before, after, pair.roles, ev, config.change)
-        mask = candidate_mask(ev, valid, excluded, config.change)
+        after_norm = norm.apply(after)
+        ev = pixel_evidence(before, after, pair.roles, after_norm)
+        excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change)
+        mask = None
+        if model is not None:
+            mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
+        if mask is None:
+            mask = candidate_mask(ev, valid, excluded, config.change)
         mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
         polygons.extend(polygonize_window(mask[core], int(window.row_off), int(window.col_off)))
         progress("detect", done, len(windows))
@@ -257,8 +262,7 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
         row1 = min(pair.grid.height, int(math.ceil(ymax)) + ring_px)
         window = Window(col0, row0, col1 - col0, row1 - row0)
         before, after, valid = pair.read(window)
-        after = norm.apply(after)
-        ev = pixel_evidence(before, after, pair.roles)
+        ev = pixel_evidence(before, after, pair.roles, norm.apply(after))
         local = shapely.transform(geom, lambda xy: xy - np.array([col0, row0]))
         inside = rfeatures.rasterize([local], out_shape=valid.shape, fill=0, default_value=1, dtype="uint8").astype(bool)
         if not inside.any():
@@ -366,7 +370,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = _calibrate(pair, config)
         clock.lap("calibrate")
-        geoms_px = _find_patches(pair, norm, config, min_pixels, progress)
+        geoms_px = _find_patches(pair, norm, config, min_pixels, progress, model)
         clock.lap("detect")
 
         frame = gpd.GeoDataFrame(geometry=to_map(geoms_px, pair.grid.transform), crs=pair.grid.crs).to_crs(area_crs)

@@ -104,7 +104,7 @@ def file_checksum(path: str | Path, chunk: int = 1 << 22) -> str:
 def acquisition_date(dataset) -> dt.date | None:
     """The image date from common tags (ACQUISITION_DATE, TIFFTAG_DATETIME) or the file name."""
     tags = dataset.tags()
-    for key in ("ACQUISITION_DATE", "acquisition_date", "DATE_ACQUIRED", "datetime", "TIFFTAG_DATETIME"):
+    for key in ("ACQUISITION_DATE", "acquisition_date", "ACQ_DATE", "DATE_ACQUIRED", "datetime", "TIFFTAG_DATETIME"):
         value = tags.get(key)
         if value:
             match = re.search(r"(\d{4})[-:/]?(\d{2})[-:/]?(\d{2})", value)

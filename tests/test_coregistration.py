@@ -29,3 +29,13 @@ def test_cloudy_windows_are_skipped():
     b = _texture(1)
     rows, cols, used = estimate_shift([b], [b], [np.zeros_like(b, bool)])
     assert used == 0 and rows == 0 and cols == 0
+
+
+def test_disagreeing_windows_give_no_shift():
+    befores, afters = [], []
+    for seed, shift in zip(range(4), [(2.0, 0.0), (-2.0, 1.0), (0.0, -2.5), (1.5, 2.0)], strict=True):
+        image = _texture(seed)
+        befores.append(image[16:-16, 16:-16])
+        afters.append(ndimage.shift(image, shift, order=3, mode="nearest")[16:-16, 16:-16])
+    rows, cols, used = estimate_shift(befores, afters, [np.ones_like(b, bool) for b in befores])
+    assert (rows, cols, used) == (0.0, 0.0, 0)

@@ -22,12 +22,8 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from swc_rs.cli import detect, evaluate
+    from swc_rs.cli import detect, evaluate, sample
 
-    try:  # TEMP-GUARD
-        from swc_rs.cli import sample
-    except ImportError:
-        sample = detect
     for module in (detect, sample, evaluate):
         cli.add_command(getattr(module, module.__name__.rsplit(".", 1)[1]))
 
