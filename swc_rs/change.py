@@ -30,10 +30,12 @@ class Normalisation:
     gain: np.ndarray
     offset: np.ndarray
     pif_count: int = 0
+    #: Per-band spread of BEFORE over the scene sample, the unit of the change magnitude.
+    scale: np.ndarray | None = None
 
     @classmethod
     def identity(cls, bands: int) -> Normalisation:
-        return cls(np.ones(bands, np.float32), np.zeros(bands, np.float32))
+        return cls(np.ones(bands, np.float32), np.zeros(bands, np.float32), 0, np.full(bands, 0.05, np.float32))
 
     def apply(self, after: np.ndarray) -> np.ndarray:
         return (after * self.gain[:, None, None] + self.offset[:, None, None]).astype(np.float32)
@@ -91,7 +93,8 @@ def fit_normalisation(
         score = np.abs(resid / scale[:, None]).max(axis=0)
         keep = keep & (score <= 2.5)
         gain, offset = fit(keep)
-    return Normalisation(gain.astype(np.float32), offset.astype(np.float32), int(keep.sum()))
+    scale = np.maximum(before.std(axis=1), 1e-3)
+    return Normalisation(gain.astype(np.float32), offset.astype(np.float32), int(keep.sum()), scale.astype(np.float32))
 
 
 @dataclass
@@ -136,7 +139,13 @@ def _state(stack: np.ndarray, roles: tuple[str, ...]):
     return veg, indices.brightness(blue, green, red), water, bare
 
 
-def pixel_evidence(before: np.ndarray, after: np.ndarray, roles: tuple[str, ...], after_normalised: np.ndarray | None = None) -> Evidence:
+def pixel_evidence(
+    before: np.ndarray,
+    after: np.ndarray,
+    roles: tuple[str, ...],
+    after_normalised: np.ndarray | None = None,
+    band_scale: np.ndarray | None = None,
+) -> Evidence:
     """Indices of both dates from whatever bands the sensor has.
 
     Vegetation is NDVI where NIR exists, else the visible VARI proxy; water is NDWI
@@ -149,14 +158,19 @@ def pixel_evidence(before: np.ndarray, after: np.ndarray, roles: tuple[str, ...]
         ``(bands, h, w)`` reflectance of the two dates, AFTER as delivered.
     after_normalised
         AFTER mapped onto BEFORE's radiometry; differences use it (AFTER when None).
+    band_scale
+        Per-band unit of the change magnitude (the scene's spread of BEFORE, so that
+        every window uses the same unit); the window's own spread when None.
     """
     norm = after if after_normalised is None else after_normalised
     vb, bb, wb, sb = _state(before, roles)
     va, ba, wa, sa = _state(after, roles)
     vn, bn, _, _ = _state(norm, roles) if after_normalised is not None else (va, ba, None, None)
-    diff = norm - before
-    scale = np.maximum(before.std(axis=(1, 2)), 1e-3)[:, None, None]
-    magnitude = np.sqrt(((diff / scale) ** 2).mean(axis=0)).astype(np.float32)
+    if band_scale is None:
+        band_scale = np.maximum(before.std(axis=(1, 2)), 1e-3)
+    inv = (1.0 / np.asarray(band_scale, np.float32))[:, None, None]
+    diff = (norm - before) * inv
+    magnitude = np.sqrt(np.einsum("bij,bij->ij", diff, diff) / np.float32(len(roles))).astype(np.float32)
     return Evidence(vb, va, bb, ba, wb, wa, sb, sa, vb - vn, bn - bb, magnitude, has_nir="nir" in roles)
 
 
@@ -174,17 +188,28 @@ def cloud_shadow_mask(before: np.ndarray, after: np.ndarray, roles: tuple[str, .
         return (bright >= cfg.cloud_brightness) & white
 
     cloud = clouds(before, ev.bright_before) | clouds(after, ev.bright_after)
-    if cfg.cloud_buffer_px > 0 and cloud.any():
-        cloud = ndimage.binary_dilation(cloud, iterations=cfg.cloud_buffer_px)
+    cloud = dilate(cloud, cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)
     ratio = np.divide(np.minimum(total_a, total_b), np.maximum(total_a, total_b),
                       out=np.ones_like(total_a), where=np.maximum(total_a, total_b) > 0)
     # Shadow: uniform darkening — the brightness ratio drops while the vegetation index barely moves.
     shadow = (ratio < cfg.shadow_ratio) & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
-    if cfg.shadow_buffer_px > 0 and shadow.any():
-        shadow = ndimage.binary_dilation(shadow, iterations=cfg.shadow_buffer_px)
-    return cloud | shadow
+    return cloud | dilate(shadow, cfg.shadow_buffer_px)
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Grow a mask by ``radius`` pixels (square neighbourhood; separable, fast)."""
+    if radius <= 0 or not mask.any():
+        return mask
+    return ndimage.maximum_filter(mask.view(np.uint8), size=2 * radius + 1) > 0
+
+
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Shrink a mask by ``radius`` pixels (square neighbourhood; outside counts as False)."""
+    if radius <= 0:
+        return mask
+    return ndimage.minimum_filter(mask.view(np.uint8), size=2 * radius + 1, mode="constant", cval=0) > 0
 
 
 def candidate_mask(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: ChangeConfig) -> np.ndarray:
@@ -201,11 +226,6 @@ def candidate_mask(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: C
     return valid & ~excluded & ~water & bare_after & changed
 
 
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius: radius + 1, -radius: radius + 1]
-    return (x * x + y * y) <= radius * radius + radius
-
-
 def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels: int) -> np.ndarray:
     """Open (drop thin misregistration edges), close (join fragments), fill holes, drop specks.
 
@@ -214,9 +234,10 @@ def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels
     """
     out = mask
     if opening_px > 0:
-        out = ndimage.binary_opening(out, structure=_disk(opening_px))
+        out = dilate(erode(out, opening_px), opening_px) & out
     if closing_px > 0:
-        out = ndimage.binary_closing(out, structure=_disk(closing_px), border_value=0) | out
+        grown = ndimage.maximum_filter(out.view(np.uint8), size=2 * closing_px + 1, mode="constant", cval=0) > 0
+        out = erode(grown, closing_px) | out
     out = ndimage.binary_fill_holes(out)
     if min_pixels > 1 and out.any():
         labels, count = ndimage.label(out, structure=np.ones((3, 3), bool))

@@ -14,9 +14,9 @@ def normalized_difference(a: np.ndarray, b: np.ndarray, fill: float = 0.0) -> np
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     den = a + b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(den != 0, (a - b) / den, np.float32(fill))
-    return out.astype(np.float32, copy=False)
+    out = np.full(den.shape, fill, dtype=np.float32)
+    np.divide(a - b, den, out=out, where=den != 0)
+    return out
 
 
 def ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
@@ -70,12 +70,12 @@ def redness(red: np.ndarray, blue: np.ndarray) -> np.ndarray:
 
 def whiteness(blue, green, red) -> np.ndarray:
     """(max - min) / mean over the visible bands: ≈ 0 for white/grey (clouds), large for colours."""
-    stack = np.stack([np.asarray(x, np.float32) for x in (blue, green, red)])
-    mean = stack.mean(axis=0)
-    spread = stack.max(axis=0) - stack.min(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(mean > 0, spread / mean, 0.0)
-    return out.astype(np.float32)
+    blue, green, red = (np.asarray(x, np.float32) for x in (blue, green, red))
+    mean = (blue + green + red) / np.float32(3.0)
+    spread = np.maximum(np.maximum(blue, green), red) - np.minimum(np.minimum(blue, green), red)
+    out = np.zeros(mean.shape, dtype=np.float32)
+    np.divide(spread, mean, out=out, where=mean > 0)
+    return out
 
 
 def local_mean_std(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -72,6 +72,7 @@ class DetectRequest:
     model: Path | None = None
     zones_layer: str | None = None
     projects_layer: str | None = None
+    workers: int = 0
 
 
 @dataclass
@@ -103,6 +104,18 @@ class _Clock:
 
 def _noop(stage: str, done: int, total: int) -> None:
     return None
+
+
+def _workers(requested: int) -> int:
+    """Worker processes: ``requested``, or every core this process may use when 0."""
+    import os
+
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 # -- inputs -------------------------------------------------------------------------
@@ -223,25 +236,74 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     return norm, shift, used
 
 
-def _find_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, progress: Progress, model=None):
-    size = config.raster.window_size
+def _window_polygons(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model, window: Window) -> list:
+    """Candidate polygons (grid pixel coordinates) of one window's core."""
     halo = max(config.raster.halo, config.change.cloud_buffer_px + 2, config.change.closing_px + config.change.opening_px + 2)
+    outer, core = expand_window(window, halo, pair.grid)
+    before, after, valid = pair.read(outer)
+    after_norm = norm.apply(after)
+    ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale)
+    excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change)
+    mask = None
+    if model is not None:
+        mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
+    if mask is None:
+        mask = candidate_mask(ev, valid, excluded, config.change)
+    mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
+    return polygonize_window(mask[core], int(window.row_off), int(window.col_off))
+
+
+# Per-process state of the window workers (each opens its own datasets).
+_WORKER: dict = {}
+
+
+def _init_worker(request: DetectRequest, shift: tuple[float, float], norm: Normalisation, min_pixels: int) -> None:
+    pair = RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
+                      resampling=request.config.raster.resampling)
+    if shift != (0.0, 0.0):
+        pair.set_shift(*shift)
+    model = None
+    if request.model is not None:
+        from swc_rs.model import load_model
+
+        model = load_model(request.model)
+    _WORKER.update(pair=pair, norm=norm, config=request.config, min_pixels=min_pixels, model=model)
+
+
+def _worker_polygons(window: Window) -> list:
+    w = _WORKER
+    return _window_polygons(w["pair"], w["norm"], w["config"], w["min_pixels"], w["model"], window)
+
+
+def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress, model=None, workers: int = 1):
+    """Polygons of every candidate patch, merged across window seams (pixel coordinates).
+
+    With ``workers`` > 1 the windows are shared among that many processes; the result
+    does not depend on the number of workers.
+    """
+    config = request.config
+    size = config.raster.window_size
     windows = list(iter_windows(pair.grid, size))
     polygons: list = []
-    for done, window in enumerate(windows, start=1):
-        outer, core = expand_window(window, halo, pair.grid)
-        before, after, valid = pair.read(outer)
-        after_norm = norm.apply(after)
-        ev = pixel_evidence(before, after, pair.roles, after_norm)
-        excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change)
-        mask = None
-        if model is not None:
-            mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
-        if mask is None:
-            mask = candidate_mask(ev, valid, excluded, config.change)
-        mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
-        polygons.extend(polygonize_window(mask[core], int(window.row_off), int(window.col_off)))
-        progress("detect", done, len(windows))
+    workers = max(1, min(workers, len(windows)))
+    if workers == 1:
+        for done, window in enumerate(windows, start=1):
+            polygons.extend(_window_polygons(pair, norm, config, min_pixels, model, window))
+            progress("detect", done, len(windows))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        log.info("processing %d windows with %d worker processes", len(windows), workers)
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(request, pair.shift, norm, min_pixels),
+        ) as pool:
+            for done, result in enumerate(pool.map(_worker_polygons, windows), start=1):
+                polygons.extend(result)
+                progress("detect", done, len(windows))
     return merge_seams(polygons, size)
 
 
@@ -262,7 +324,7 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
         row1 = min(pair.grid.height, int(math.ceil(ymax)) + ring_px)
         window = Window(col0, row0, col1 - col0, row1 - row0)
         before, after, valid = pair.read(window)
-        ev = pixel_evidence(before, after, pair.roles, norm.apply(after))
+        ev = pixel_evidence(before, after, pair.roles, norm.apply(after), norm.scale)
         local = shapely.transform(geom, lambda xy: xy - np.array([col0, row0]))
         inside = rfeatures.rasterize([local], out_shape=valid.shape, fill=0, default_value=1, dtype="uint8").astype(bool)
         if not inside.any():
@@ -370,7 +432,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = _calibrate(pair, config)
         clock.lap("calibrate")
-        geoms_px = _find_patches(pair, norm, config, min_pixels, progress, model)
+        geoms_px = _find_patches(pair, norm, request, min_pixels, progress, model, workers=_workers(request.workers))
         clock.lap("detect")
 
         frame = gpd.GeoDataFrame(geometry=to_map(geoms_px, pair.grid.transform), crs=pair.grid.crs).to_crs(area_crs)
@@ -445,6 +507,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             "model": str(request.model) if request.model else "rules",
             "model_id": getattr(model, "model_id", "rules"),
             "parameters": config.to_dict(),
+            "workers": _workers(request.workers),
             "n_patches": int(len(judged)),
             "n_suspected": int(judged["BYD"].str.startswith(codes.SUSPECTED_PREFIX).sum()),
             **pair.describe(),

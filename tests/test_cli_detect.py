@@ -124,3 +124,18 @@ def test_fail_on_violations_exit_code(tmp_path):
     scene = make_scene(tmp_path, projects=empty)
     result, _ = run(scene, "--fail-on-violations")
     assert result.exit_code == 3
+
+
+def test_patch_across_window_seams_is_one_patch_and_workers_agree(tmp_path):
+    # a 40×40 px clearing across the seams of 128-px windows (rows and columns 108–148)
+    scene = make_scene(tmp_path, size=256, squares=((108, 108, 40),))
+    whole, _ = run(scene, "--window-size", "1024", output=tmp_path / "whole.gpkg")
+    tiled, _ = run(scene, "--window-size", "128", "--workers", "1", output=tmp_path / "tiled.gpkg")
+    parallel, _ = run(scene, "--window-size", "128", "--workers", "2", output=tmp_path / "parallel.gpkg")
+    assert whole.exit_code == tiled.exit_code == parallel.exit_code == 0, (whole.output, tiled.output, parallel.output)
+    frames = [gpd.read_file(tmp_path / f"{n}.gpkg", layer="disturbance_patches") for n in ("whole", "tiled", "parallel")]
+    assert [len(f) for f in frames] == [1, 1, 1]
+    assert frames[1].QAREA[0] == frames[0].QAREA[0] == pytest.approx(0.64, abs=0.02)
+    metric = [f.to_crs("EPSG:4543").geometry[0] for f in frames]
+    assert metric[1].symmetric_difference(metric[0]).area < 0.01  # m²: the same footprint
+    assert metric[2].symmetric_difference(metric[1]).area < 0.01
