@@ -32,11 +32,14 @@ class RasterConfig:
         Pixels of overlap read around each window for neighbourhood operations.
     resampling : str
         Resampling of AFTER onto BEFORE's grid (rasterio name: bilinear, cubic, nearest).
+    gdal_cache_mb : int
+        GDAL block cache per process (MB); windows are read once, so small is enough.
     """
 
     window_size: int = 1024
     halo: int = 16
     resampling: str = "bilinear"
+    gdal_cache_mb: int = 256
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,7 @@ _WORKER: dict = {}
 
 def _init_worker(request: DetectRequest, shift: tuple[float, float], norm: Normalisation, min_pixels: int) -> None:
     pair = RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
-                      resampling=request.config.raster.resampling)
+                      resampling=request.config.raster.resampling, gdal_cache_mb=request.config.raster.gdal_cache_mb)
     if shift != (0.0, 0.0):
         pair.set_shift(*shift)
     model = None
@@ -416,7 +416,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     clock = _Clock()
     started = dt.datetime.now(dt.timezone.utc)
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
-                    resampling=config.raster.resampling) as pair:
+                    resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair:
         area_crs = choose_area_crs(pair)
         zones = read_zones(request.zones, request.zones_layer, area_crs)
         projects = read_projects(request.projects, request.projects_layer, area_crs)

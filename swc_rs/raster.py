@@ -157,6 +157,8 @@ class RasterPair:
         Explicit band roles (``--bands``), applied to both dates.
     resampling
         Resampling of AFTER onto BEFORE's grid.
+    gdal_cache_mb
+        Size of GDAL's block cache (MB); None leaves GDAL's default.
 
     Raises
     ------
@@ -172,7 +174,12 @@ class RasterPair:
         sensor: str = "auto",
         band_map: dict[str, int] | None = None,
         resampling: str = "bilinear",
+        gdal_cache_mb: int | None = 256,
     ):
+        if gdal_cache_mb:
+            # GDAL's block cache defaults to 5 % of RAM and would make memory grow with
+            # the image; windows are read once, so a small cache loses nothing.
+            rasterio.env.set_gdal_config("GDAL_CACHEMAX", int(gdal_cache_mb) * 1024 * 1024)
         self.before_path, self.after_path = Path(before), Path(after)
         self._before = _open(self.before_path, "BEFORE")
         try:
@@ -189,6 +196,8 @@ class RasterPair:
     # -- set-up -------------------------------------------------------------------
     def _setup(self, sensor, band_map, resampling) -> None:
         for ds, path in ((self._before, self.before_path), (self._after, self.after_path)):
+            if ds.count == 0:
+                raise RasterInputError("has no bands", path=path, fix="give a multi-band image")
             if ds.crs is None:
                 raise RasterInputError(
                     "has no coordinate reference system",
@@ -214,8 +223,10 @@ class RasterPair:
         )
         self.grid = self._common_grid()
         self.shift = (0.0, 0.0)  # (rows, cols) applied to AFTER
+        self._native = self._native_offset()
         self._vrt = None
-        self._build_vrt()
+        if self._native is None:
+            self._build_vrt()
 
     def _bands(self, ds, path, sensor, band_map) -> Band:
         profile = resolve_profile(sensor, ds.descriptions, ds.count, band_map=band_map, path=path)
@@ -254,6 +265,59 @@ class RasterPair:
         self._before_offset = (row0, col0)
         return Grid(width, height, rasterio.windows.transform(Window(col0, row0, width, height), b.transform), b.crs)
 
+    def _native_offset(self) -> tuple[int, int] | None:
+        """AFTER's pixel (row, col) at the grid origin when both share CRS, pixel size and
+        pixel alignment: then AFTER is read directly and shifted in numpy (much faster
+        than warping); otherwise None and a WarpedVRT does the alignment."""
+        a = self._after
+        t, g = a.transform, self.grid.transform
+        if a.crs != self.grid.crs or t.b != 0 or t.d != 0 or g.b != 0 or g.d != 0:
+            return None
+        if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
+            return None
+        col = (g.c - t.c) / t.a
+        row = (g.f - t.f) / t.e
+        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+            return None
+        return int(round(row)), int(round(col))
+
+    def _read_native(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """AFTER on the grid, shifted by ``self.shift`` with bilinear interpolation.
+
+        Output pixel (r, c) samples AFTER at (r - drow, c - dcol) in grid pixels, like the
+        WarpedVRT it replaces; pixels that need data beyond AFTER's edge are invalid.
+        """
+        drow, dcol = self.shift
+        row0 = int(window.row_off) + self._native[0] - drow
+        col0 = int(window.col_off) + self._native[1] - dcol
+        r0, c0 = math.floor(row0), math.floor(col0)
+        fr, fc = np.float32(row0 - r0), np.float32(col0 - c0)
+        h, w = int(window.height), int(window.width)
+        a = self._after
+        top, left = max(0, r0), max(0, c0)
+        bottom, right = min(a.height, r0 + h + 1), min(a.width, c0 + w + 1)
+        data, valid = self._read_one(a, self.after_bands, Window(left, top, max(0, right - left), max(0, bottom - top)))
+        pad = ((top - r0, r0 + h + 1 - bottom), (left - c0, c0 + w + 1 - right))
+        if any(p for pair in pad for p in pair):
+            if data.shape[1] == 0 or data.shape[2] == 0:
+                return np.zeros((len(self.roles), h, w), np.float32), np.zeros((h, w), bool)
+            data = np.pad(data, ((0, 0), *pad), mode="edge")
+            valid = np.pad(valid, pad, mode="constant", constant_values=False)
+        if fr == 0 and fc == 0:
+            return data[:, :h, :w], valid[:h, :w]
+        out = data[:, :h, :w] * ((1 - fr) * (1 - fc))
+        out += data[:, :h, 1:] * ((1 - fr) * fc)
+        out += data[:, 1:, :w] * (fr * (1 - fc))
+        out += data[:, 1:, 1:] * (fr * fc)
+        ok = valid[:h, :w].copy()
+        if fc:
+            ok &= valid[:h, 1:]
+        if fr:
+            ok &= valid[1:, :w]
+        if fr and fc:
+            ok &= valid[1:, 1:]
+        return out, ok
+
     def _build_vrt(self) -> None:
         if self._vrt is not None:
             self._vrt.close()
@@ -274,7 +338,8 @@ class RasterPair:
     def set_shift(self, rows: float, cols: float) -> None:
         """Resample AFTER shifted by (rows, cols) pixels to undo misregistration."""
         self.shift = (float(rows), float(cols))
-        self._build_vrt()
+        if self._native is None:
+            self._build_vrt()
 
     # -- facts ----------------------------------------------------------------------
     @property
@@ -311,7 +376,10 @@ class RasterPair:
         row0, col0 = self._before_offset
         bwin = Window(window.col_off + col0, window.row_off + row0, window.width, window.height)
         before, bvalid = self._read_one(self._before, self.before_bands, bwin)
-        after, avalid = self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None)
+        if self._native is not None:
+            after, avalid = self._read_native(window)
+        else:
+            after, avalid = self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None)
         return before, after, bvalid & avalid
 
     def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False):

@@ -102,3 +102,25 @@ def test_too_few_bands_for_sensor(tmp_path):
     after = write_raster(tmp_path / "a.tif", forest(16, 16)[:3], descriptions=None)
     with pytest.raises(RasterInputError, match="band"):
         RasterPair(before, after, sensor="gf")
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.62, -0.75), (-1.3, 1.1)])
+def test_native_read_matches_warped_read(tmp_path, shift):
+    """The fast path (same grid: numpy bilinear shift) equals GDAL's warp (WarpedVRT)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    data = (ndimage.gaussian_filter(rng.random((4, 96, 96)), (0, 3, 3)) * 5000).astype(np.float32) + 500
+    before = write_raster(tmp_path / "b.tif", data)
+    after = write_raster(tmp_path / "a.tif", data)
+    with RasterPair(before, after) as native:
+        assert native._native == (0, 0)
+        native.set_shift(*shift)
+        window = next(iter_windows(native.grid, 1000))
+        _, fast, fast_valid = native.read(window)
+        native._native = None
+        native._build_vrt()
+        _, slow, slow_valid = native.read(window)
+    inner = np.s_[:, 4:-4, 4:-4]
+    np.testing.assert_allclose(fast[inner], slow[inner], atol=2e-3)
+    assert fast_valid[4:-4, 4:-4].all() and slow_valid[4:-4, 4:-4].all()
