@@ -172,6 +172,21 @@ class ComplianceConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """Matching with the previous period.
+
+    min_overlap : float
+        Two patches are the same when their intersection is at least this share of the
+        smaller one.
+    area_tolerance : float
+        Relative area change within which a continuing patch is 续建（范围不变）.
+    """
+
+    min_overlap: float = 0.3
+    area_tolerance: float = 0.1
+
+
+@dataclass(frozen=True)
 class ZoneRules:
     """Per-zone rules; every field has a city default in ``zones/rules.toml``.
 
@@ -209,6 +224,7 @@ class DetectConfig:
     change: ChangeConfig = field(default_factory=ChangeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     zone_default: ZoneRules = field(default_factory=ZoneRules)
     zones: dict[str, ZoneRules] = field(default_factory=dict)
 
@@ -230,6 +246,7 @@ _SECTIONS = {
     "change": ChangeConfig,
     "classify": ClassifyConfig,
     "compliance": ComplianceConfig,
+    "history": HistoryConfig,
 }
 
 

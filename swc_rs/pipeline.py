@@ -40,6 +40,7 @@ from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
 from swc_rs.errors import InputError, VectorInputError
+from swc_rs.history import link_previous
 from swc_rs.patches import merge_seams, polygonize_window, shape_metrics, to_map
 from swc_rs.raster import RasterPair, expand_window, file_checksum, iter_windows, sample_windows
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer, repair_geometries, warn_if_empty
@@ -73,6 +74,7 @@ class DetectRequest:
     zones_layer: str | None = None
     projects_layer: str | None = None
     workers: int = 0
+    previous: Path | None = None
 
 
 @dataclass
@@ -463,9 +465,16 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         order = np.lexsort((np.round(cent.x.to_numpy(), 1), -np.round(cent.y.to_numpy(), 1)))
         judged = judged.iloc[order].reset_index(drop=True)
         feats = feats.iloc[order].reset_index(drop=True)
-        judged["QDNM"] = [f"{config.compliance.admin_code}-{period}-{i + 1:06d}" for i in range(len(judged))]
+        previous = None
+        if request.previous is not None:
+            previous = read_layer(request.previous, "disturbance_patches", to_crs=area_crs, what="previous output")
+            if "QDNM" not in previous.columns:
+                raise VectorInputError("the previous output has no QDNM field", path=request.previous,
+                                       fix="give a GeoPackage written by swc-rs detect")
+        judged["QDNM"], judged["QDTYPE"] = link_previous(
+            judged, previous, f"{config.compliance.admin_code}-{period}", config.history
+        )
         judged["QDCS"] = ""
-        judged["QDTYPE"] = codes.NEW
         judged["RST"] = codes.NOT_CHECKED
         judged["X_T1"] = t1.isoformat() if t1 else ""
         judged["X_T2"] = t2.isoformat() if t2 else ""
@@ -492,6 +501,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             "zones_sha256": file_checksum(request.zones),
             "projects": str(request.projects),
             "projects_sha256": file_checksum(request.projects),
+            "previous": str(request.previous or ""),
             "sensitive": ";".join(str(p) for p in request.sensitive),
             "sensitive_sha256": ";".join(file_checksum(p) for p in request.sensitive),
             "date_before": t1.isoformat() if t1 else "",

@@ -139,3 +139,19 @@ def test_patch_across_window_seams_is_one_patch_and_workers_agree(tmp_path):
     metric = [f.to_crs("EPSG:4543").geometry[0] for f in frames]
     assert metric[1].symmetric_difference(metric[0]).area < 0.01  # m²: the same footprint
     assert metric[2].symmetric_difference(metric[1]).area < 0.01
+
+
+def test_previous_output_keeps_ids_and_reports_growth(tmp_path):
+    (tmp_path / "m1").mkdir()
+    first = make_scene(tmp_path / "m1", squares=((40, 40, 30),))
+    result, out1 = run(first, output=tmp_path / "m1.gpkg")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "m2").mkdir()
+    second = make_scene(tmp_path / "m2", squares=((40, 40, 40), (110, 110, 20)))
+    result, out2 = run(second, "--previous", str(out1), "--period", "202612", output=tmp_path / "m2.gpkg")
+    assert result.exit_code == 0, result.output
+    before = gpd.read_file(out1, layer="disturbance_patches")
+    after = gpd.read_file(out2, layer="disturbance_patches").sort_values("QAREA", ascending=False)
+    assert after.QDNM.iloc[0] == before.QDNM[0]  # the same site keeps its id
+    assert after.QDTYPE.iloc[0] == "续建（范围扩大）"
+    assert after.QDTYPE.iloc[1] == "新增" and after.QDNM.iloc[1] == "511800-202612-000001"

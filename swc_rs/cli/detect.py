@@ -35,6 +35,7 @@ Example:
 @click.option("--config", "config_path", type=_PATH, default=None, help="Run configuration (pipelines/*.toml).")
 @click.option("--model", "model", type=_PATH, default=None, help="Patch classifier (skops file); rules when absent.")
 @click.option("--rules", "rules", is_flag=True, help="Use the documented QTYPE rules instead of the shipped model.")
+@click.option("--previous", "previous", type=_PATH, default=None, help="Last period's output: patches keep their QDNM and get QDTYPE against it.")
 @click.option("--period", default=None, help="Reporting period YYYYMM for patch ids (default: AFTER's date).")
 @click.option("--window-size", type=click.IntRange(128, 16384), default=None, help="Processing window side in pixels (memory).")
 @click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True, help="Worker processes for the windows; 0 = every available core.")
@@ -42,7 +43,7 @@ Example:
 @click.option("--fail-on-violations", is_flag=True, help="Exit 3 when suspected violations are found.")
 @verbosity_options
 @handle_errors
-def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, rules, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
+def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, rules, previous, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
     """Find disturbance patches between BEFORE and AFTER and judge their compliance.
 
     AFTER is aligned onto BEFORE's grid over their common extent. The output holds
@@ -68,7 +69,7 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
     request = DetectRequest(
         before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
         sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config, model=model_path,
-        workers=workers,
+        workers=workers, previous=previous,
     )
     with progress_bar(enabled=quiet == 0) as progress:
         result = run_detect(request, progress=progress)
