@@ -309,58 +309,88 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
     return merge_seams(polygons, size)
 
 
+_FEATURE_COLUMNS = (
+    "veg_before", "veg_after", "bright_before", "bright_after", "bright_after_cv", "redness_after",
+    "bare_after", "water_before", "water_after", "magnitude", "candidate_frac", "ring_veg_before",
+    "ring_bright_after",
+)
+
+
 def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, metric: dict, config: DetectConfig, progress: Progress) -> pd.DataFrame:
     """Object features of every patch (see :data:`swc_rs.classify.FEATURES`).
 
-    Each patch's bounding box (plus a ring of context) is read through the pair, so
-    memory follows the largest patch, not the image.
+    Patches are grouped by processing window; each group's bounding box (plus a ring of
+    context) is read once and the statistics of all its patches are taken with labelled
+    reductions, so memory follows the window, not the image.
     """
-    rows = []
+    from scipy import ndimage
+
     ring_px = 5
     n = len(geoms_px)
-    for i, geom in enumerate(geoms_px):
-        xmin, ymin, xmax, ymax = shapely.bounds(geom)
-        col0 = max(0, int(math.floor(xmin)) - ring_px)
-        row0 = max(0, int(math.floor(ymin)) - ring_px)
-        col1 = min(pair.grid.width, int(math.ceil(xmax)) + ring_px)
-        row1 = min(pair.grid.height, int(math.ceil(ymax)) + ring_px)
-        window = Window(col0, row0, col1 - col0, row1 - row0)
-        before, after, valid = pair.read(window)
-        ev = pixel_evidence(before, after, pair.roles, norm.apply(after), norm.scale)
-        local = shapely.transform(geom, lambda xy: xy - np.array([col0, row0]))
-        inside = rfeatures.rasterize([local], out_shape=valid.shape, fill=0, default_value=1, dtype="uint8").astype(bool)
-        if not inside.any():
-            inside = rfeatures.rasterize([local], out_shape=valid.shape, fill=0, default_value=1, dtype="uint8", all_touched=True).astype(bool)
-        from scipy import ndimage
+    out = np.zeros((n, len(_FEATURE_COLUMNS)), dtype=np.float64)
+    if n:
+        bounds = shapely.bounds(geoms_px)
+        size = config.raster.window_size
+        keys = (bounds[:, 1] // size).astype(int) * 1_000_000 + (bounds[:, 0] // size).astype(int)
+        groups = [np.flatnonzero(keys == k) for k in np.unique(keys)]
+        done = 0
+        for members in groups:
+            col0 = max(0, int(math.floor(bounds[members, 0].min())) - ring_px)
+            row0 = max(0, int(math.floor(bounds[members, 1].min())) - ring_px)
+            col1 = min(pair.grid.width, int(math.ceil(bounds[members, 2].max())) + ring_px)
+            row1 = min(pair.grid.height, int(math.ceil(bounds[members, 3].max())) + ring_px)
+            before, after, valid = pair.read(Window(col0, row0, col1 - col0, row1 - row0))
+            ev = pixel_evidence(before, after, pair.roles, norm.apply(after), norm.scale)
+            offset = np.array([col0, row0])
+            local = [shapely.transform(geoms_px[i], lambda xy: xy - offset) for i in members]
+            labels = rfeatures.rasterize(
+                [(g, k + 1) for k, g in enumerate(local)], out_shape=valid.shape, fill=0, dtype="int32"
+            )
+            present = np.bincount(labels.ravel(), minlength=len(members) + 1)[1:] > 0
+            for k in np.flatnonzero(~present):  # slivers thinner than a pixel centre
+                touched = rfeatures.rasterize([(local[k], k + 1)], out_shape=valid.shape, fill=0, dtype="int32", all_touched=True)
+                labels = np.where((labels == 0) & (touched > 0), touched, labels)
+            ring = ndimage.maximum_filter(labels, size=2 * ring_px + 1)
+            ring = np.where(labels == 0, ring, 0)
+            labels = np.where(valid, labels, 0)
+            ring = np.where(valid, ring, 0)
+            # Reduce only over the pixels that belong to a patch or its ring.
+            sel_in = np.flatnonzero(labels.ravel())
+            sel_ring = np.flatnonzero(ring.ravel())
+            lab_in, lab_ring = labels.ravel()[sel_in], ring.ravel()[sel_ring]
+            count_in = np.maximum(np.bincount(lab_in, minlength=len(members) + 1)[1:], 1)
+            count_ring = np.maximum(np.bincount(lab_ring, minlength=len(members) + 1)[1:], 1)
+            cand = candidate_mask(ev, valid, np.zeros_like(valid), config.change).astype(np.float32)
+            red = after[pair.roles.index("red")]
+            blue = after[pair.roles.index("blue")]
 
-        ring = ndimage.binary_dilation(inside, iterations=ring_px) & ~inside
-        inside &= valid
-        ring &= valid
-        cand = candidate_mask(ev, valid, np.zeros_like(valid), config.change)
-        red = after[pair.roles.index("red")]
-        blue = after[pair.roles.index("blue")]
-        ba = ev.bright_after[inside] if inside.any() else np.zeros(1)
-        rows.append({
-            "veg_before": _mean(ev.veg_before, inside),
-            "veg_after": _mean(ev.veg_after, inside),
-            "bright_before": _mean(ev.bright_before, inside),
-            "bright_after": float(ba.mean()),
-            "bright_after_cv": float(ba.std() / max(ba.mean(), 1e-6)),
-            "redness_after": _mean(indices.redness(red, blue), inside),
-            "bare_after": _mean(ev.bare_after, inside),
-            "water_before": _mean((ev.water_before > config.change.water_ndwi).astype(np.float32), inside),
-            "water_after": _mean((ev.water_after > config.change.water_ndwi).astype(np.float32), inside),
-            "magnitude": _mean(ev.magnitude, inside),
-            "candidate_frac": _mean(cand.astype(np.float32), inside),
-            "ring_veg_before": _mean(ev.veg_before, ring),
-            "ring_bright_after": _mean(ev.bright_after, ring),
-        })
-        if (i + 1) % 25 == 0 or i + 1 == n:
-            progress("features", i + 1, n)
-    frame = pd.DataFrame(rows, columns=[
-        "veg_before", "veg_after", "bright_before", "bright_after", "bright_after_cv", "redness_after",
-        "bare_after", "water_before", "water_after", "magnitude", "candidate_frac", "ring_veg_before",
-        "ring_bright_after"])
+            def mean(values, in_ring=False):
+                sel, lab, count = (sel_ring, lab_ring, count_ring) if in_ring else (sel_in, lab_in, count_in)
+                sums = np.bincount(lab, weights=values.ravel()[sel].astype(np.float64), minlength=len(members) + 1)[1:]
+                return sums / count
+
+            bright_mean = mean(ev.bright_after)
+            bright_sq = mean(ev.bright_after.astype(np.float64) ** 2)
+            bright_std = np.sqrt(np.maximum(bright_sq - bright_mean**2, 0.0))
+            columns = {
+                "veg_before": mean(ev.veg_before),
+                "veg_after": mean(ev.veg_after),
+                "bright_before": mean(ev.bright_before),
+                "bright_after": bright_mean,
+                "bright_after_cv": bright_std / np.maximum(bright_mean, 1e-6),
+                "redness_after": mean(indices.redness(red, blue)),
+                "bare_after": mean(ev.bare_after),
+                "water_before": mean((ev.water_before > config.change.water_ndwi).astype(np.float32)),
+                "water_after": mean((ev.water_after > config.change.water_ndwi).astype(np.float32)),
+                "magnitude": mean(ev.magnitude),
+                "candidate_frac": mean(cand),
+                "ring_veg_before": mean(ev.veg_before, in_ring=True),
+                "ring_bright_after": mean(ev.bright_after, in_ring=True),
+            }
+            out[members] = np.column_stack([columns[c] for c in _FEATURE_COLUMNS])
+            done += len(members)
+            progress("features", done, n)
+    frame = pd.DataFrame(out, columns=list(_FEATURE_COLUMNS))
     for key in ("area_m2", "compactness", "solidity", "rectangularity", "elongation", "width_m"):
         frame[key] = metric[key]
     return frame
