@@ -239,7 +239,7 @@ def write_product_inputs(pair: Pair, folder: Path) -> tuple[Path, Path]:
 MIN_PATCH_PIXELS = 9
 
 
-def write_product_config(pair: Pair, folder: Path) -> Path:
+def write_product_config(pair: Pair, folder: Path, change: dict[str, str] | None = None) -> Path:
     """Detect's defaults, but with the reporting minimum area lowered to 3×3 pixels.
 
     The bureau's minimum mapping unit (0.03–0.04 hm²) is a reporting policy: at 0.5 m
@@ -257,7 +257,10 @@ def write_product_config(pair: Pair, folder: Path) -> Path:
     zone_keys = "".join(f"[zones.Z{i}]\nmin_area_hm2 = {min_area:.8f}\n" for i in range(1, 6))
     rules.write_text(f"[default]\nmin_area_hm2 = {min_area:.8f}\n{zone_keys}")
     config = folder / "eval.toml"
-    config.write_text('rules = "rules.toml"\n')
+    text = 'rules = "rules.toml"\n'
+    if change:
+        text += "[change]\n" + "".join(f"{key} = {value}\n" for key, value in change.items())
+    config.write_text(text)
     return config
 
 
@@ -286,19 +289,19 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no message)"
 
 
-def run_product(pair: Pair, *, tolerance: int = 1, timeout: float = 3600.0) -> MethodResult:
+def run_product(pair: Pair, *, tolerance: int = 1, timeout: float = 3600.0, change: dict[str, str] | None = None, extra: list[str] | None = None) -> MethodResult:
     """Run ``swc-rs detect`` on the pair in a subprocess and score its patches; never raises."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"eval_real_{pair.name}_") as tmp:
         folder = Path(tmp)
         try:
             zones, projects = write_product_inputs(pair, folder)
-            config = write_product_config(pair, folder)
+            config = write_product_config(pair, folder, change)
             output = folder / "out.gpkg"
             command = [
                 *_swc_rs_command(), "detect", str(pair.before_path), str(pair.after_path),
                 "--zones", str(zones), "--projects", str(projects), "-o", str(output),
-                "--sensor", "auto", "--config", str(config), "-q",
+                "--sensor", "auto", "--config", str(config), "-q", *(extra or []),
             ]
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
             if done.returncode != 0:
@@ -381,7 +384,8 @@ def format_table(results: list[PairResult], means: dict, *, product: bool) -> st
 
 
 def evaluate(data: Path, *, pairs: list[str] | None = None, product: bool = True, tolerance: int = 1,
-             timeout: float = 3600.0, echo=print) -> list[PairResult]:
+             timeout: float = 3600.0, echo=print, baselines: bool = True,
+             change: dict[str, str] | None = None, extra: list[str] | None = None) -> list[PairResult]:
     """Score every pair; ``echo`` receives one progress line per pair."""
     manifest = _manifest(data)
     results = []
@@ -390,9 +394,10 @@ def evaluate(data: Path, *, pairs: list[str] | None = None, product: bool = True
         start = time.perf_counter()
         pair = load_pair(data / name, dataset)
         result = PairResult(name, pair.sensor, dataset, pair.label.shape)
-        result.methods.update(run_baselines(pair, tolerance=tolerance))
+        if baselines:
+            result.methods.update(run_baselines(pair, tolerance=tolerance))
         if product:
-            result.methods["product"] = run_product(pair, tolerance=tolerance, timeout=timeout)
+            result.methods["product"] = run_product(pair, tolerance=tolerance, timeout=timeout, change=change, extra=extra)
         results.append(result)
         parts = [f"{m} {_fmt(result.f1(m))}" for m in BASELINES]
         if product:
@@ -413,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair", action="append", default=None, help="score only this pair (repeatable)")
     parser.add_argument("--tolerance", type=int, default=1, help="pixel tolerance of the scores (default: 1)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per swc-rs detect run")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True, help="compute the three baselines (default: yes)")
+    parser.add_argument("--change", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a [change] parameter of detect (for experiments on TRAINING pairs only)")
+    parser.add_argument("--detect-arg", action="append", default=[], help="extra argument for swc-rs detect (e.g. --rules)")
     args = parser.parse_args(argv)
 
     data = args.data.resolve()
@@ -434,8 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"eval_real: {len(pairs)} pairs from {data}; tolerance {args.tolerance} px; label 255 ignored; "
           f"product {'on' if args.product else 'off (--no-product)'}", flush=True)
     try:
+        change = dict(item.split("=", 1) for item in args.change)
         results = evaluate(data, pairs=pairs, product=args.product, tolerance=args.tolerance,
-                           timeout=args.timeout, echo=lambda s: print(s, flush=True))
+                           timeout=args.timeout, echo=lambda s: print(s, flush=True), baselines=args.baselines,
+                           change=change, extra=args.detect_arg)
     except (OSError, ValueError, rasterio.errors.RasterioError) as error:
         print(f"eval_real: cannot read a pair: {error}", file=sys.stderr)
         return 1

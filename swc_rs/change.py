@@ -125,18 +125,21 @@ def _band(stack: np.ndarray, roles: tuple[str, ...], role: str):
     return stack[roles.index(role)] if role in roles else None
 
 
-def _state(stack: np.ndarray, roles: tuple[str, ...]):
-    """Vegetation, brightness, water and bare-soil indices of one date."""
+def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True):
+    """Vegetation, brightness, water and bare-soil indices of one date (the first two only
+    when ``full`` is False)."""
     blue, green, red = (_band(stack, roles, r) for r in ("blue", "green", "red"))
     nir, swir1 = _band(stack, roles, "nir"), _band(stack, roles, "swir1")
+    veg = indices.ndvi(nir, red) if nir is not None else indices.visible_vegetation(green, red, blue)
+    bright = indices.brightness(blue, green, red)
+    if not full:
+        return veg, bright, None, None
     if nir is not None:
-        veg = indices.ndvi(nir, red)
         water = indices.ndwi(green, nir)
     else:
-        veg = indices.visible_vegetation(green, red, blue)
         water = indices.normalized_difference(blue, red) - 0.2
     bare = indices.bare_soil_index(blue, red, nir, swir1)
-    return veg, indices.brightness(blue, green, red), water, bare
+    return veg, bright, water, bare
 
 
 def pixel_evidence(
@@ -165,7 +168,7 @@ def pixel_evidence(
     norm = after if after_normalised is None else after_normalised
     vb, bb, wb, sb = _state(before, roles)
     va, ba, wa, sa = _state(after, roles)
-    vn, bn, _, _ = _state(norm, roles) if after_normalised is not None else (va, ba, None, None)
+    vn, bn, _, _ = _state(norm, roles, full=False) if after_normalised is not None else (va, ba, None, None)
     if band_scale is None:
         band_scale = np.maximum(before.std(axis=(1, 2)), 1e-3)
     inv = (1.0 / np.asarray(band_scale, np.float32))[:, None, None]
@@ -174,13 +177,23 @@ def pixel_evidence(
     return Evidence(vb, va, bb, ba, wb, wa, sb, sa, vb - vn, bn - bb, magnitude, has_nir="nir" in roles)
 
 
-def cloud_shadow_mask(before: np.ndarray, after: np.ndarray, roles: tuple[str, ...], ev: Evidence, cfg: ChangeConfig) -> np.ndarray:
+def cloud_shadow_mask(
+    before: np.ndarray,
+    after: np.ndarray,
+    roles: tuple[str, ...],
+    ev: Evidence,
+    cfg: ChangeConfig,
+    *,
+    min_pixels: int = 1,
+) -> np.ndarray:
     """True where either date is cloud, cloud-edge haze or shadow.
 
-    Clouds are bright and white (low spread across the visible bands) with a flat
-    spectrum into the NIR; shadows darken every band of one date by the same factor,
-    so the band ratios hold while the brightness falls below ``shadow_ratio`` of the
-    other date.
+    Clouds are bright and white (low spread across the visible bands); shadows darken
+    every band of one date by the same factor, so the vegetation index holds while the
+    brightness falls below ``shadow_ratio`` of the other date and the darker date is
+    dark in absolute terms (``shadow_dark_max``). Both are large: components smaller
+    than ``min_pixels`` are bright roofs or dark new surfaces, i.e. real change, and are
+    kept. What remains is grown by the buffers (haze and penumbra at the edges).
     """
     def clouds(stack, bright):
         vis = [stack[roles.index(r)] for r in ("blue", "green", "red")]
@@ -188,14 +201,24 @@ def cloud_shadow_mask(before: np.ndarray, after: np.ndarray, roles: tuple[str, .
         return (bright >= cfg.cloud_brightness) & white
 
     cloud = clouds(before, ev.bright_before) | clouds(after, ev.bright_after)
-    cloud = dilate(cloud, cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)
-    ratio = np.divide(np.minimum(total_a, total_b), np.maximum(total_a, total_b),
-                      out=np.ones_like(total_a), where=np.maximum(total_a, total_b) > 0)
-    # Shadow: uniform darkening — the brightness ratio drops while the vegetation index barely moves.
-    shadow = (ratio < cfg.shadow_ratio) & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
-    return cloud | dilate(shadow, cfg.shadow_buffer_px)
+    darker = np.minimum(total_a, total_b)
+    ratio = np.divide(darker, np.maximum(total_a, total_b), out=np.ones_like(total_a), where=np.maximum(total_a, total_b) > 0)
+    shadow = (ratio < cfg.shadow_ratio) & (darker < cfg.shadow_dark_max) & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
+    return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
+
+
+def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    """``mask`` without its 8-connected components smaller than ``min_pixels``."""
+    if min_pixels <= 1 or not mask.any():
+        return mask
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = sizes >= min_pixels
+    keep[0] = False
+    return keep[labels]
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -217,11 +240,14 @@ def candidate_mask(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: C
 
     A pixel is a candidate when, on clear land of both dates, the after-date surface
     is bare or built (vegetation index ≤ ``bare_ndvi_max`` and brightness ≥
-    ``bare_brightness_min``) and either the vegetation index fell by ``ndvi_drop`` or
-    the visible brightness rose by ``brightness_rise``.
+    ``bare_brightness_min``) and the vegetation index fell by ``ndvi_drop``, or the
+    visible brightness rose by ``brightness_rise``, or the whole spectrum changed by
+    ``magnitude_min`` scene standard deviations.
     """
     bare_after = (ev.veg_after <= cfg.bare_ndvi_max) & (ev.bright_after >= cfg.bare_brightness_min)
     changed = (ev.veg_drop >= cfg.ndvi_drop) | (ev.bright_rise >= cfg.brightness_rise)
+    if cfg.magnitude_min > 0:
+        changed |= ev.magnitude >= cfg.magnitude_min
     water = (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
     return valid & ~excluded & ~water & bare_after & changed
 

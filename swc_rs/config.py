@@ -82,6 +82,11 @@ class ChangeConfig:
         Minimum NDVI decrease for vegetation loss.
     brightness_rise : float
         Minimum rise of visible brightness (reflectance) for new bare or built surface.
+    magnitude_min : float
+        ... or a spectral change of at least this many scene standard deviations
+        (root mean square over the bands of the difference, each band in units of
+        BEFORE's spread): new roofs and concrete change every band without greening
+        or browning. 0 disables this trigger.
     bare_ndvi_max : float
         After-date NDVI at or below which a surface counts as bare or built.
     bare_brightness_min : float
@@ -95,9 +100,13 @@ class ChangeConfig:
         Maximum (max-min)/mean over the visible bands for a cloud pixel.
     cloud_buffer_px : int
         Dilation of the cloud mask (haze at cloud edges).
+    cloud_min_area_m2 : float
+        Clouds and shadows are large: smaller bright/dark components are kept as change.
     shadow_ratio : float
         A pixel whose brightness (all bands) falls below this ratio of the other date is
         treated as shadow on the darker date.
+    shadow_dark_max : float
+        ... and the darker date's mean reflectance over all bands is below this.
     shadow_buffer_px : int
         Dilation of the shadow mask.
     opening_px : int
@@ -110,13 +119,16 @@ class ChangeConfig:
     pif_fraction: float = 0.3
     ndvi_drop: float = 0.2
     brightness_rise: float = 0.04
+    magnitude_min: float = 1.5
     bare_ndvi_max: float = 0.35
     bare_brightness_min: float = 0.08
     water_ndwi: float = 0.2
     cloud_brightness: float = 0.3
     cloud_whiteness: float = 0.35
     cloud_buffer_px: int = 6
+    cloud_min_area_m2: float = 5000.0
     shadow_ratio: float = 0.7
+    shadow_dark_max: float = 0.07
     shadow_buffer_px: int = 3
     opening_px: int = 1
     closing_px: int = 1

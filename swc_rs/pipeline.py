@@ -187,16 +187,7 @@ def choose_area_crs(pair: RasterPair, wanted: str = AREA_CRS) -> str:
 
 def ground_pixel_size(pair: RasterPair) -> float:
     """Ground size of a pixel in metres (geodesic for geographic grids)."""
-    crs = pair.grid.crs
-    if crs.is_geographic:
-        left, bottom, right, top = pair.grid.bounds
-        geod = pyproj.Geod(ellps="WGS84")
-        lat = (bottom + top) / 2
-        _, _, dx = geod.inv(left, lat, left + pair.grid.res[0], lat)
-        _, _, dy = geod.inv(left, lat, left, lat + pair.grid.res[1])
-        return float(math.sqrt(abs(dx * dy)))
-    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-    return float(math.sqrt(pair.grid.res[0] * pair.grid.res[1]) * factor)
+    return pair.pixel_m
 
 
 # -- stages ---------------------------------------------------------------------------
@@ -245,7 +236,8 @@ def _window_polygons(pair: RasterPair, norm: Normalisation, config: DetectConfig
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
     ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale)
-    excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change)
+    excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change,
+                                 min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
     mask = None
     if model is not None:
         mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)

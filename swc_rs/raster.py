@@ -347,6 +347,22 @@ class RasterPair:
         return acquisition_date(self._before), acquisition_date(self._after)
 
     @property
+    def pixel_m(self) -> float:
+        """Ground size of a pixel in metres (geodesic for geographic grids)."""
+        crs = self.grid.crs
+        if crs.is_geographic:
+            import pyproj
+
+            left, bottom, right, top = self.grid.bounds
+            geod = pyproj.Geod(ellps="WGS84")
+            lat = (bottom + top) / 2
+            _, _, dx = geod.inv(left, lat, left + self.grid.res[0], lat)
+            _, _, dy = geod.inv(left, lat, left, lat + self.grid.res[1])
+            return float(math.sqrt(abs(dx * dy)))
+        factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+        return float(math.sqrt(self.grid.res[0] * self.grid.res[1]) * factor)
+
+    @property
     def sensor_name(self) -> str:
         return self.before_bands.profile.name
 
