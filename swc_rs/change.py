@@ -188,19 +188,20 @@ def cloud_shadow_mask(
 ) -> np.ndarray:
     """True where either date is cloud, cloud-edge haze or shadow.
 
-    Clouds are bright and white (low spread across the visible bands); shadows darken
+    Clouds are bright, white (low spread across the visible bands) and much brighter
+    than the same ground on the other date (``cloud_contrast``); shadows darken
     every band of one date by the same factor, so the vegetation index holds while the
     brightness falls below ``shadow_ratio`` of the other date and the darker date is
     dark in absolute terms (``shadow_dark_max``). Both are large: components smaller
     than ``min_pixels`` are bright roofs or dark new surfaces, i.e. real change, and are
     kept. What remains is grown by the buffers (haze and penumbra at the edges).
     """
-    def clouds(stack, bright):
+    def clouds(stack, bright, other):
         vis = [stack[roles.index(r)] for r in ("blue", "green", "red")]
         white = indices.whiteness(*vis) <= cfg.cloud_whiteness
-        return (bright >= cfg.cloud_brightness) & white
+        return (bright >= cfg.cloud_brightness) & (bright >= cfg.cloud_contrast * other) & white
 
-    cloud = clouds(before, ev.bright_before) | clouds(after, ev.bright_after)
+    cloud = clouds(before, ev.bright_before, ev.bright_after) | clouds(after, ev.bright_after, ev.bright_before)
     cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)

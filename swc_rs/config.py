@@ -98,6 +98,9 @@ class ChangeConfig:
         Visible brightness above which a white pixel is cloud.
     cloud_whiteness : float
         Maximum (max-min)/mean over the visible bands for a cloud pixel.
+    cloud_contrast : float
+        ... and at least this many times brighter than the other date (a white desert
+        or concrete city is bright on both dates; a cloud only on one).
     cloud_buffer_px : int
         Dilation of the cloud mask (haze at cloud edges).
     cloud_min_area_m2 : float
@@ -125,6 +128,7 @@ class ChangeConfig:
     water_ndwi: float = 0.2
     cloud_brightness: float = 0.3
     cloud_whiteness: float = 0.35
+    cloud_contrast: float = 1.5
     cloud_buffer_px: int = 6
     cloud_min_area_m2: float = 5000.0
     shadow_ratio: float = 0.7
