@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test lint bench eval-real model check-rules clean
+.PHONY: venv demo test lint bench bench-batch eval-real eval-generated model check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,14 @@ lint: $(STAMP)
 ## make bench [SIZE=16384]: I/O floor vs GDAL CLI chain vs swc-rs detect on a generated scene
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_detect.py --size $(SIZE)
+
+## make bench-batch: the monthly batch on generated tiles with 1 and 2 workers
+bench-batch: $(STAMP)
+	$(BIN)/python benchmarks/bench_batch.py
+
+## make eval-generated: accuracy on three generated seeds never used for tuning
+eval-generated: $(STAMP)
+	$(BIN)/python benchmarks/eval_generated.py --seeds 51 52 53
 
 ## make eval-real: detect vs classic baselines on ../shared/eval/real (test labels, never tuned on)
 eval-real: $(STAMP)

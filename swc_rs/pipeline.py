@@ -75,6 +75,8 @@ class DetectRequest:
     projects_layer: str | None = None
     workers: int = 0
     previous: Path | None = None
+    #: History store (``detect --history``): verdicts applied, confirmed violations carried.
+    history: Path | None = None
 
 
 @dataclass
@@ -86,11 +88,15 @@ class DetectResult:
     zones: gpd.GeoDataFrame
     run_info: dict
     features: pd.DataFrame | None = None
+    #: Extra non-spatial layers to write (e.g. ``developers`` with --history).
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def violations(self) -> gpd.GeoDataFrame:
+        """Suspected (疑似) and field-confirmed violations (BYD without 疑似, except 合规)."""
         byd = self.patches["BYD"].fillna("")
-        return self.patches[byd.str.startswith(codes.SUSPECTED_PREFIX)].copy()
+        confirmed = byd.isin([v for v in codes.BYD_FIELD if v != codes.COMPLIANT])
+        return self.patches[byd.str.startswith(codes.SUSPECTED_PREFIX) | confirmed].copy()
 
 
 class _Clock:
@@ -450,6 +456,11 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             from swc_rs.model import load_model
 
             model = load_model(request.model)
+        history = None
+        if request.history is not None:
+            from swc_rs.verification import load_store
+
+            history = load_store(request.history)
         clock.lap("read_inputs")
 
         pixel_m = ground_pixel_size(pair)
@@ -493,6 +504,8 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             if "QDNM" not in previous.columns:
                 raise VectorInputError("the previous output has no QDNM field", path=request.previous,
                                        fix="give a GeoPackage written by swc-rs detect")
+        elif history is not None:
+            previous = history.last_period_patches(period, area_crs)
         judged["QDNM"], judged["QDTYPE"] = link_previous(
             judged, previous, f"{config.compliance.admin_code}-{period}", config.history
         )
@@ -504,6 +517,14 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         judged["geometry"] = judged.geometry.apply(_multi)
         judged = judged[list(PATCH_FIELDS) + ["geometry"]]
         feats.insert(0, "QDNM", judged["QDNM"].to_numpy())
+        tables: dict[str, pd.DataFrame] = {}
+        applied = None
+        if history is not None:
+            from swc_rs.verification import apply_history, scene_extent
+
+            applied = apply_history(judged, history, extent=scene_extent(pair.grid.bounds, pair.grid.crs, area_crs))
+            judged = applied.patches
+            tables["developers"] = applied.developers
 
         project_summary = compliance.summarise_projects(projects, judged)
         project_summary["geometry"] = project_summary.geometry.apply(_multi)
@@ -542,6 +563,9 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             "workers": _workers(request.workers),
             "n_patches": int(len(judged)),
             "n_suspected": int(judged["BYD"].str.startswith(codes.SUSPECTED_PREFIX).sum()),
+            "history": str(request.history or ""),
+            **({"n_verified": applied.n_verified, "n_suppressed": applied.n_suppressed,
+                "n_confirmed": applied.n_confirmed, "n_carried": applied.n_carried} if applied is not None else {}),
             **pair.describe(),
         }
     to = EXCHANGE_CRS
@@ -553,6 +577,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         zones=zone_summary.to_crs(to),
         run_info=run_info,
         features=feats,
+        tables=tables,
     )
 
 

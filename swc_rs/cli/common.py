@@ -20,7 +20,10 @@ def configure_logging(verbosity: int) -> None:
         max(verbosity, -2), logging.DEBUG
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    else:  # cron, systemd, CI: every line carries its time
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger("swc_rs")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -36,6 +36,7 @@ Example:
 @click.option("--model", "model", type=_PATH, default=None, help="Patch classifier (skops file); rules when absent.")
 @click.option("--rules", "rules", is_flag=True, help="Use the documented QTYPE rules instead of the shipped model.")
 @click.option("--previous", "previous", type=_PATH, default=None, help="Last period's output: patches keep their QDNM and get QDTYPE against it.")
+@click.option("--history", "history", type=_PATH, default=None, help="History store (HISTORY.gpkg, created if absent): field verdicts applied, confirmed violations carried until 销号, QDTYPE against its last period; this run is registered with it.")
 @click.option("--period", default=None, help="Reporting period YYYYMM for patch ids (default: AFTER's date).")
 @click.option("--window-size", type=click.IntRange(128, 16384), default=None, help="Processing window side in pixels (memory).")
 @click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True, help="Worker processes for the windows; 0 = every available core.")
@@ -43,7 +44,7 @@ Example:
 @click.option("--fail-on-violations", is_flag=True, help="Exit 3 when suspected violations are found.")
 @verbosity_options
 @handle_errors
-def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, rules, previous, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
+def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, rules, previous, history, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
     """Find disturbance patches between BEFORE and AFTER and judge their compliance.
 
     AFTER is aligned onto BEFORE's grid over their common extent. The output holds
@@ -54,11 +55,17 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
 
     from swc_rs.config import load_config
     from swc_rs.export.gpkg import check_output, write_result
-    from swc_rs.pipeline import DetectRequest, detect as run_detect
+    from swc_rs.pipeline import DetectRequest
+    from swc_rs.pipeline import detect as run_detect
     from swc_rs.sensors import parse_band_map
 
     configure_logging(verbose - quiet)
     check_output(output, overwrite)
+    if history is not None and history.resolve() == output.resolve():
+        from swc_rs.errors import InputError
+
+        raise InputError("the output and the history store are the same file", path=output,
+                         fix="write the output to its own file; the store is only given with --history")
     overrides: dict = {"raster": {}, "compliance": {}}
     if window_size:
         overrides["raster"]["window_size"] = window_size
@@ -69,11 +76,15 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
     request = DetectRequest(
         before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
         sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config, model=model_path,
-        workers=workers, previous=previous,
+        workers=workers, previous=previous, history=history,
     )
     with progress_bar(enabled=quiet == 0) as progress:
         result = run_detect(request, progress=progress)
     write_result(result, output, overwrite=overwrite)
+    if history is not None:
+        from swc_rs.verification import register_run
+
+        register_run(history, result, output)
     if quiet == 0:
         print_detect_summary(result, output)
     if fail_on_violations and len(result.violations):

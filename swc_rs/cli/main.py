@@ -22,9 +22,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from swc_rs.cli import detect, evaluate, sample
+    from swc_rs.cli import batch, detect, evaluate, export, report, sample, verify
 
-    for module in (detect, sample, evaluate):
+    for module in (detect, batch, verify, report, export, sample, evaluate):
         cli.add_command(getattr(module, module.__name__.rsplit(".", 1)[1]))
 
 

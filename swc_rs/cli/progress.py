@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import time
 
 log = logging.getLogger("swc_rs")
 
@@ -23,7 +22,13 @@ def progress_bar(enabled: bool = True):
         yield lambda stage, done, total: None
         return
     if sys.stderr.isatty():
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -44,6 +49,6 @@ def progress_bar(enabled: bool = True):
             step = max(1, total // 10)
             if done == total or done - last.get(stage, 0) >= step:
                 last[stage] = done
-                log.info("%s %s: %d/%d", time.strftime("%H:%M:%S"), _LABELS.get(stage, stage), done, total)
+                log.info("%s: %d/%d", _LABELS.get(stage, stage), done, total)
 
         yield update

@@ -35,6 +35,12 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
         raise InputFileError("the output must be a GeoPackage", path=path, fix="end the output name with .gpkg")
     if path.exists() and not overwrite:
         raise OutputExistsError("the output already exists", path=path, fix="choose another name or add --overwrite")
+    if path.exists():
+        from swc_rs.verification import is_history_store
+
+        if is_history_store(path):
+            raise OutputExistsError("is a history store; swc-rs never overwrites it, not even with --overwrite", path=path,
+                                    fix="choose another output name (the store is given with --history)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +72,13 @@ def write_result(result, path: str | Path, *, overwrite: bool = False) -> Path:
         pyogrio.write_dataframe(pd.DataFrame([info]), tmp, layer="run_info")
         if result.features is not None:
             pyogrio.write_dataframe(result.features, tmp, layer="patch_features")
+        for name, table in getattr(result, "tables", {}).items():
+            pyogrio.write_dataframe(table, tmp, layer=name)
+        from swc_rs.export.chips import write_chips
+        from swc_rs.export.styles import write_styles
+
+        write_chips(tmp, result)
+        write_styles(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -83,4 +96,5 @@ def write_layer(frame, path: Path, layer: str) -> None:
         driver="GPKG",
         promote_to_multi=True,
         geometry_type="MultiPolygon" if hasattr(frame, "geometry") else None,
+        dataset_options={"VERSION": "1.3"},  # GeoPackage 1.3: QGIS 3.22 (GDAL 3.6) reads it without warnings
     )

@@ -1,0 +1,187 @@
+"""`make bench-batch`: `swc-rs batch` on generated tiles with 1 and 2 local workers.
+
+Generates (once, cached) one seeded synthetic scene with
+:func:`swc_rs.sample.generate_scene` and cuts it into a grid of tiles (rasterio
+windows, the tiles abut exactly), so that patches cross tile edges as they do in a
+city delivery. Each run is ``swc-rs batch`` in a fresh subprocess on an empty output
+folder; wall time is measured around the child. Reported: wall time per worker
+count, speed-up, pixels (of one date) per second, the per-stage split from the run
+summary, whether the month outputs agree, and the time the whole city (3.8e9 px per
+date) would take on this machine at the best rate.
+
+It is a report: it exits 0 when the speed-up target is missed, 1 only when a run fails.
+
+    $ .venv/bin/python benchmarks/bench_batch.py                  # 4 tiles of 2048² px
+    $ .venv/bin/python benchmarks/bench_batch.py --tile 1024 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = REPO / ".cache" / "bench-batch"
+CITY_PIXELS = 3.8e9  # Ya'an at 2 m, one date
+TARGET_SPEEDUP = 1.7
+MARKER = ".complete.json"
+
+
+def make_tiles(cache: Path, tile: int, grid: int, seed: int) -> Path:
+    """Scene of (tile·grid)² px cut into grid×grid tiles; cached with a completion marker."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from swc_rs.sample import generate_scene
+
+    size = tile * grid
+    folder = cache / f"tiles_{tile}x{grid}_seed{seed}"
+    if (folder / MARKER).exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    scene_dir = cache / f"scene_{size}_seed{seed}"
+    print(f"generating a {size}×{size} px scene (seed {seed}) in {scene_dir} ...", flush=True)
+    t0 = time.perf_counter()
+    scene = generate_scene(scene_dir, seed=seed, size=size, overwrite=True)
+    print(f"  {time.perf_counter() - t0:.0f} s; cutting {grid}×{grid} tiles of {tile} px", flush=True)
+    for name in ("before.tif", "after.tif"):
+        with rasterio.open(scene_dir / name) as src:
+            for i in range(grid):
+                for j in range(grid):
+                    window = Window(j * tile, i * tile, tile, tile)
+                    profile = src.profile | {"width": tile, "height": tile, "transform": src.window_transform(window)}
+                    out = folder / f"r{i}c{j}"
+                    out.mkdir(parents=True, exist_ok=True)
+                    with rasterio.open(out / name, "w", **profile) as dst:
+                        dst.write(src.read(window=window))
+                        dst.descriptions = src.descriptions
+                        dst.update_tags(**src.tags())
+    for name in ("zones.gpkg", "projects.gpkg", "sensitive.gpkg"):
+        shutil.copy2(getattr(scene, name.split(".")[0]), folder / name)
+    (folder / MARKER).write_text(json.dumps({"tile": tile, "grid": grid, "seed": seed}))
+    return folder
+
+
+def write_config(tiles: Path, run_dir: Path) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "bench.toml"
+    path.write_text(f"""
+rules = "{REPO / 'zones' / 'rules.toml'}"
+
+[batch]
+period = "202611"
+output = "out"
+zones = "{tiles / 'zones.gpkg'}"
+projects = "{tiles / 'projects.gpkg'}"
+sensitive = ["{tiles / 'sensitive.gpkg'}"]
+
+[batch.catalog]
+before = "{tiles}/{{tile}}/before.tif"
+after = "{tiles}/{{tile}}/after.tif"
+""", encoding="utf-8")
+    return path
+
+
+def run_once(config: Path, workers: int) -> dict:
+    out = config.parent / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "swc_rs.cli.batch", str(config), "--workers", str(workers), "-q"]
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and its worker processes
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
+        raise SystemExit(f"swc-rs batch --workers {workers} failed with exit code {proc.returncode}")
+    summary = json.loads((out / "202611" / "swc_202611.summary.json").read_text(encoding="utf-8"))
+    pixels = sum(t.get("pixels", 0) for t in summary["tile_results"])
+    return {"wall_s": wall, "cpu_s": cpu, "load": load, "summary": summary, "pixels": pixels,
+            "month": out / "202611" / "swc_202611.gpkg"}
+
+
+def month_signature(path: Path) -> list:
+    import geopandas as gpd
+
+    frame = gpd.read_file(path, layer="disturbance_patches")
+    return sorted(zip(frame["QDNM"], frame["BYD"], frame["QAREA"].round(4), frame["X_COLOR"], strict=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tile", type=int, default=2048, help="tile side in pixels (default 2048)")
+    parser.add_argument("--grid", type=int, default=2, help="tiles per side (default 2: 4 tiles)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", default="1,2", help="worker counts to time (default 1,2)")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds (default 1)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args(argv)
+    counts = [int(w) for w in args.workers.split(",")]
+    tiles = make_tiles(args.cache, args.tile, args.grid, args.seed)
+    runs: dict[int, list[dict]] = {w: [] for w in counts}
+    for round_ in range(args.repeat):
+        for w in counts:
+            config = write_config(tiles, args.cache / f"run_w{w}")
+            result = run_once(config, w)
+            runs[w].append(result)
+            print(f"round {round_ + 1}: {w} worker(s) {result['wall_s']:.1f} s", flush=True)
+
+    base = statistics.median(r["wall_s"] for r in runs[counts[0]])
+    rows, report = [], {"tile_px": args.tile, "tiles": args.grid**2, "seed": args.seed, "repeat": args.repeat,
+                        "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "python": platform.python_version(),
+                        "runs": {}}
+    best_rate = 0.0
+    for w in counts:
+        wall = statistics.median(r["wall_s"] for r in runs[w])
+        last = runs[w][-1]
+        pixels = last["pixels"]
+        rate = pixels / wall
+        best_rate = max(best_rate, rate)
+        timings = last["summary"]["timings_s"]
+        cpu = statistics.median(r["cpu_s"] for r in runs[w])
+        rows.append((w, wall, base / wall, rate / 1e6, cpu, cpu / wall, timings["tiles"], timings["assembly"],
+                     last["summary"]["patches"]["total"], statistics.median(r["load"] for r in runs[w])))
+        report["runs"][w] = {"wall_s": [round(r["wall_s"], 2) for r in runs[w]], "cpu_s": [round(r["cpu_s"], 2) for r in runs[w]],
+                             "pixels": pixels, "timings_s": timings,
+                             "patches": last["summary"]["patches"]["total"]}
+    same = len({json.dumps(month_signature(runs[w][-1]["month"]), default=str) for w in counts}) == 1
+    city_h = CITY_PIXELS / best_rate / 3600
+    speedup = rows[-1][2] if len(rows) > 1 else 1.0
+    report.update(same_month=same, speedup=round(speedup, 3), city_hours=round(city_h, 2))
+
+    print()
+    print(f"swc-rs batch: {args.grid**2} tiles of {args.tile}² px ({rows[0][3] * rows[0][1]:.1f} Mpx per date), "
+          f"seed {args.seed}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, median of {args.repeat}")
+    print()
+    print("| workers | wall s | speed-up | Mpx/s (one date) | CPU s | cores used (CPU/wall) | tiles s | assembly s | patches | load before |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for w, wall, sp, mps, cpu, used, t_tiles, t_asm, n, load in rows:
+        print(f"| {w} | {wall:.1f} | {sp:.2f}× | {mps:.2f} | {cpu:.1f} | {used:.2f} | {t_tiles:.1f} | {t_asm:.1f} | {n} | {load:.1f} |")
+    print()
+    print(f"month outputs identical across worker counts: {'yes' if same else 'NO'}")
+    print(f"speed-up {speedup:.2f}× (target ≥ {TARGET_SPEEDUP}×): {'met' if speedup >= TARGET_SPEEDUP else 'missed'}"
+          + ("" if speedup >= TARGET_SPEEDUP else
+             " — compare 'cores used': below ~1.8 with 2 workers means other load held the second core"))
+    print(f"whole city, {CITY_PIXELS:.1e} px per date at {best_rate / 1e6:.2f} Mpx/s: {city_h:.1f} h on this machine")
+    last = runs[counts[-1]][-1]
+    cpu_rate = last["pixels"] / statistics.median(r["cpu_s"] for r in runs[counts[-1]]) * min(counts[-1], os.cpu_count() or 1)
+    report["city_hours_if_cores_free"] = round(CITY_PIXELS / cpu_rate / 3600, 2)
+    print(f"  if {min(counts[-1], os.cpu_count() or 1)} cores were free ({cpu_rate / 1e6:.2f} Mpx/s from CPU seconds): "
+          f"{report['city_hours_if_cores_free']:.1f} h")
+    (args.cache / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

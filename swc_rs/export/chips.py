@@ -1,0 +1,285 @@
+"""Evidence chips: before/after true-colour images of every suspected patch.
+
+Each suspected patch gets two PNG chips (BEFORE and AFTER, on the same grid, AFTER
+shifted by the run's misregistration estimate) with the patch outline drawn, cut
+with a margin that grows with the patch so its surroundings show. They are stored in
+the GeoPackage's ``chips`` table (one row per patch and date, linked by QDNM) and can
+be written to a folder. Imagery is read only through :class:`swc_rs.raster.RasterPair`.
+
+``chips`` table: ``fid``, ``QDNM`` (图斑编号), ``DATE_KIND`` (``before``/``after``),
+``DATE`` (ISO image date), ``PNG`` (BLOB), ``WIDTH``, ``HEIGHT`` (pixels).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import shapely
+from PIL import Image, ImageDraw
+from rasterio.windows import Window
+
+from swc_rs.errors import InputFileError, OutputExistsError, SwcError
+
+log = logging.getLogger(__name__)
+
+TABLE = "chips"
+DATE_KINDS = ("before", "after")
+#: Outline colour drawn on the chips (magenta: rare in nature, visible on soil and forest).
+OUTLINE_RGB = (255, 0, 255)
+TRUE_COLOUR = ("red", "green", "blue")
+
+
+@dataclass(frozen=True)
+class ChipOptions:
+    """How chips are cut and drawn.
+
+    Attributes
+    ----------
+    pad_fraction
+        Margin on each side as a fraction of the patch's larger side (pixels).
+    min_pad_px, max_pad_px
+        Bounds of that margin in image pixels.
+    size_px
+        Target length of the chip's longer side in PNG pixels (small patches are
+        enlarged, large ones reduced).
+    outline_px
+        Outline width in PNG pixels.
+    """
+
+    pad_fraction: float = 0.6
+    min_pad_px: int = 12
+    max_pad_px: int = 400
+    size_px: int = 256
+    outline_px: int = 2
+
+
+@dataclass(frozen=True)
+class Chip:
+    QDNM: str
+    DATE_KIND: str
+    DATE: str
+    PNG: bytes
+    WIDTH: int
+    HEIGHT: int
+
+
+def chip_window(bounds_px: tuple[float, float, float, float], shape: tuple[int, int],
+                options: ChipOptions = ChipOptions()) -> Window | None:
+    """The window around a patch's pixel bounds (col0, row0, col1, row1), padded and clipped.
+
+    The margin is ``pad_fraction`` of the patch's larger side, within
+    [``min_pad_px``, ``max_pad_px``]; None when the patch lies off the grid.
+    """
+    col0, row0, col1, row1 = bounds_px
+    side = max(col1 - col0, row1 - row0, 1.0)
+    pad = int(np.clip(round(side * options.pad_fraction), options.min_pad_px, options.max_pad_px))
+    height, width = shape
+    c0, r0 = max(0, int(np.floor(col0)) - pad), max(0, int(np.floor(row0)) - pad)
+    c1, r1 = min(width, int(np.ceil(col1)) + pad), min(height, int(np.ceil(row1)) + pad)
+    if c1 - c0 < 1 or r1 - r0 < 1:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def stretch(rgb: np.ndarray, valid: np.ndarray, low: float = 2, high: float = 98) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band percentile limits (3,) of reflectance ``rgb`` (3, h, w) over ``valid`` pixels."""
+    values = rgb[:, valid] if valid.any() else rgb.reshape(3, -1)
+    lo = np.percentile(values, low, axis=1)
+    hi = np.percentile(values, high, axis=1)
+    return lo, np.maximum(hi, lo + 1e-4)
+
+
+def to_png(rgb: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           rings: list[np.ndarray], options: ChipOptions = ChipOptions()) -> tuple[bytes, int, int]:
+    """Encode a (3, h, w) reflectance chip as PNG with ``rings`` (pixel x/y arrays) drawn.
+
+    Returns the PNG bytes and its width and height.
+    """
+    scaled = (rgb - lo[:, None, None]) / (hi - lo)[:, None, None]
+    scaled = np.clip(scaled, 0, 1) ** (1 / 1.2)
+    pixels = np.round(scaled * 254).astype(np.uint8).transpose(1, 2, 0)  # 254: the outline stays unique
+    pixels[~valid] = (40, 40, 40)
+    height, width = pixels.shape[:2]
+    zoom = options.size_px / max(height, width)
+    out_w, out_h = max(1, round(width * zoom)), max(1, round(height * zoom))
+    image = Image.fromarray(pixels, "RGB").resize((out_w, out_h), Image.Resampling.BILINEAR if zoom < 1 else Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(image)
+    for ring in rings:
+        points = [(float(x * out_w / width), float(y * out_h / height)) for x, y in ring]
+        if len(points) >= 2:
+            draw.line(points + [points[0]], fill=OUTLINE_RGB, width=options.outline_px, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue(), out_w, out_h
+
+
+def _rings_px(geom, inverse, col0: int, row0: int) -> list[np.ndarray]:
+    rings = []
+    for polygon in shapely.get_parts(geom):
+        for ring in (polygon.exterior, *polygon.interiors):
+            xy = np.asarray(ring.coords)[:, :2]
+            cols, rows = inverse * (xy[:, 0], xy[:, 1])
+            rings.append(np.column_stack([np.asarray(cols) - col0, np.asarray(rows) - row0]))
+    return rings
+
+
+def make_chips(violations, before: str | Path, after: str | Path, *, sensor: str = "auto",
+               shift: tuple[float, float] = (0.0, 0.0), dates: tuple[str, str] = ("", ""),
+               options: ChipOptions = ChipOptions()) -> Iterator[Chip]:
+    """Before and after chips of every patch in ``violations`` (GeoDataFrame with QDNM).
+
+    Raises
+    ------
+    swc_rs.errors.InputError
+        The images cannot be opened or lack red/green/blue bands.
+    """
+    from swc_rs.errors import RasterInputError
+    from swc_rs.raster import RasterPair
+
+    if len(violations) == 0:
+        return
+    with RasterPair(before, after, sensor=sensor) as pair:
+        missing = [r for r in TRUE_COLOUR if r not in pair.roles]
+        if missing:
+            raise RasterInputError(f"has no {', '.join(missing)} band for true-colour chips", path=before)
+        pair.set_shift(*shift)
+        index = [pair.roles.index(r) for r in TRUE_COLOUR]
+        frame = violations.to_crs(pyproj.CRS.from_user_input(pair.grid.crs.to_wkt()))
+        inverse = ~pair.grid.transform
+        for qdnm, geom in zip(frame["QDNM"], frame.geometry, strict=True):
+            if geom is None or geom.is_empty:
+                continue
+            xmin, ymin, xmax, ymax = geom.bounds
+            corners_c, corners_r = inverse * (np.array([xmin, xmax, xmin, xmax]), np.array([ymin, ymin, ymax, ymax]))
+            bounds_px = (min(corners_c), min(corners_r), max(corners_c), max(corners_r))
+            window = chip_window(bounds_px, pair.grid.shape, options)
+            if window is None:
+                log.warning("patch %s lies outside the images; no chips", qdnm)
+                continue
+            b, a, valid = pair.read(window)
+            rgb_b, rgb_a = b[index], a[index]
+            # One stretch for both dates, so a change in brightness stays visible.
+            lo, hi = stretch(np.concatenate([rgb_b, rgb_a], axis=2), np.concatenate([valid, valid], axis=1))
+            rings = _rings_px(geom, inverse, int(window.col_off), int(window.row_off))
+            for kind, rgb, date in (("before", rgb_b, dates[0]), ("after", rgb_a, dates[1])):
+                png, width, height = to_png(rgb, valid, lo, hi, rings, options)
+                yield Chip(str(qdnm), kind, date or "", png, width, height)
+
+
+# -- GeoPackage table -------------------------------------------------------------------
+def create_table(con: sqlite3.Connection) -> None:
+    from swc_rs.export.styles import register_attributes_table
+
+    con.execute(
+        f'CREATE TABLE IF NOT EXISTS "{TABLE}" ("fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
+        '"QDNM" TEXT NOT NULL, "DATE_KIND" TEXT NOT NULL, "DATE" TEXT, "PNG" BLOB NOT NULL, '
+        '"WIDTH" INTEGER, "HEIGHT" INTEGER)'
+    )
+    con.execute(f'CREATE INDEX IF NOT EXISTS "idx_{TABLE}_QDNM" ON "{TABLE}" ("QDNM")')
+    register_attributes_table(con, TABLE, "before/after evidence chips of the suspected patches (PNG)")
+
+
+def store_chips(con: sqlite3.Connection, chips) -> int:
+    """Insert ``chips`` (replacing those of the same QDNM and date); returns how many."""
+    create_table(con)
+    count = 0
+    for chip in chips:
+        con.execute(f'DELETE FROM "{TABLE}" WHERE "QDNM" = ? AND "DATE_KIND" = ?', (chip.QDNM, chip.DATE_KIND))
+        con.execute(f'INSERT INTO "{TABLE}" ("QDNM", "DATE_KIND", "DATE", "PNG", "WIDTH", "HEIGHT") '
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (chip.QDNM, chip.DATE_KIND, chip.DATE, sqlite3.Binary(chip.PNG), chip.WIDTH, chip.HEIGHT))
+        count += 1
+    return count
+
+
+def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions()) -> int:
+    """Add the chips of ``result``'s suspected patches to ``gpkg`` (the temporary output).
+
+    The images are those of ``result.run_info``. When they cannot be read the chips are
+    left out with a warning (the detection itself is not lost).
+
+    Returns
+    -------
+    int
+        Number of chips written.
+    """
+    info = result.run_info
+    violations = result.violations
+    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
+    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
+    con = sqlite3.connect(gpkg)
+    try:
+        with con:
+            create_table(con)
+            try:
+                chips = list(make_chips(violations, info["before"], info["after"], sensor=sensor, shift=shift,
+                                        dates=(info.get("date_before") or "", info.get("date_after") or ""),
+                                        options=options))
+            except (SwcError, OSError, KeyError) as err:
+                log.warning("no evidence chips: %s", err)
+                return 0
+            return store_chips(con, chips)
+    finally:
+        con.close()
+
+
+def read_chips(gpkg: str | Path) -> list[Chip]:
+    """The chips stored in ``gpkg`` (empty when it has none)."""
+    con = sqlite3.connect(f"file:{Path(gpkg)}?mode=ro", uri=True)
+    try:
+        exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
+        if not exists:
+            return []
+        rows = con.execute(f'SELECT "QDNM", "DATE_KIND", "DATE", "PNG", "WIDTH", "HEIGHT" FROM "{TABLE}" '
+                           'ORDER BY "QDNM", "DATE_KIND" DESC').fetchall()
+    finally:
+        con.close()
+    return [Chip(q, k, d or "", bytes(p), w, h) for q, k, d, p, w, h in rows]
+
+
+def chips_for_output(gpkg: str | Path) -> list[Chip]:
+    """The chips of an OUT.gpkg: stored ones, else made now from its run_info images."""
+    import geopandas as gpd
+    import pyogrio
+
+    chips = read_chips(gpkg)
+    if chips:
+        return chips
+    info = pyogrio.read_dataframe(gpkg, layer="run_info").iloc[-1].to_dict()
+    violations = gpd.read_file(gpkg, layer="suspected_violations")
+    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
+    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
+    return list(make_chips(violations, info["before"], info["after"], sensor=sensor, shift=shift,
+                           dates=(info.get("date_before") or "", info.get("date_after") or "")))
+
+
+def export_chips(gpkg: str | Path, folder: str | Path, *, overwrite: bool = False, chips=None) -> list[Path]:
+    """Write the chips of ``gpkg`` to ``folder`` as ``<QDNM>_<before|after>.png``.
+
+    Raises
+    ------
+    OutputExistsError
+        A chip file exists and ``overwrite`` is False (nothing is written then).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputFileError("is not a folder", path=folder, fix="give a folder for the chips")
+    chips = chips_for_output(gpkg) if chips is None else chips
+    paths = [folder / f"{chip.QDNM}_{chip.DATE_KIND}.png" for chip in chips]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"the chips folder already holds {len(existing)} chip(s), e.g. {existing[0].name}",
+                                path=folder, fix="choose another folder or add --overwrite")
+    folder.mkdir(parents=True, exist_ok=True)
+    for chip, path in zip(chips, paths, strict=True):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(chip.PNG)
+        tmp.replace(path)
+    return paths
