@@ -219,7 +219,7 @@ def summarise_zones(zones: gpd.GeoDataFrame, patches: gpd.GeoDataFrame) -> gpd.G
     """Per-zone counts and areas (hm²) by BYD and by colour."""
     out = zones.copy()
     codes_ = out["ZONE_CODE"].astype(str)
-    for label, field, values in (("BYD", "BYD", codes.BYD_DESK), ("C", "X_COLOR", codes.COLOURS)):
+    for field, values in (("BYD", codes.BYD_DESK), ("X_COLOR", codes.COLOURS)):
         for value in values:
             sel = patches[(patches[field] == value) & (patches["QTYPE"] != codes.NOT_PROJECT)] if len(patches) else patches
             grouped = sel.groupby("X_ZONE")["QAREA"] if len(sel) else None

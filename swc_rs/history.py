@@ -9,6 +9,7 @@ the previous output's sequence for the period.
 from __future__ import annotations
 
 import re
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd

@@ -39,12 +39,11 @@ from swc_rs.change import (
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
-from swc_rs.errors import InputError, VectorInputError
+from swc_rs.errors import SwcWarning, VectorInputError
 from swc_rs.history import link_previous
 from swc_rs.patches import merge_seams, polygonize_window, shape_metrics, to_map
 from swc_rs.raster import RasterPair, expand_window, file_checksum, iter_windows, sample_windows
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer, repair_geometries, warn_if_empty
-from swc_rs.errors import SwcWarning
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +339,7 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
             before, after, valid = pair.read(Window(col0, row0, col1 - col0, row1 - row0))
             ev = pixel_evidence(before, after, pair.roles, norm.apply(after), norm.scale)
             offset = np.array([col0, row0])
-            local = [shapely.transform(geoms_px[i], lambda xy: xy - offset) for i in members]
+            local = list(shapely.transform(geoms_px[members], lambda xy, o=offset: xy - o))
             labels = rfeatures.rasterize(
                 [(g, k + 1) for k, g in enumerate(local)], out_shape=valid.shape, fill=0, dtype="int32"
             )
@@ -362,10 +361,11 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
             red = after[pair.roles.index("red")]
             blue = after[pair.roles.index("blue")]
 
-            def mean(values, in_ring=False):
-                sel, lab, count = (sel_ring, lab_ring, count_ring) if in_ring else (sel_in, lab_in, count_in)
-                sums = np.bincount(lab, weights=values.ravel()[sel].astype(np.float64), minlength=len(members) + 1)[1:]
-                return sums / count
+            inner, around = (sel_in, lab_in, count_in), (sel_ring, lab_ring, count_ring)
+
+            def mean(values, where=inner):
+                sel, lab, count = where
+                return np.bincount(lab, weights=values.ravel()[sel].astype(np.float64), minlength=len(count) + 1)[1:] / count
 
             bright_mean = mean(ev.bright_after)
             bright_sq = mean(ev.bright_after.astype(np.float64) ** 2)
@@ -382,8 +382,8 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
                 "water_after": mean((ev.water_after > config.change.water_ndwi).astype(np.float32)),
                 "magnitude": mean(ev.magnitude),
                 "candidate_frac": mean(cand),
-                "ring_veg_before": mean(ev.veg_before, in_ring=True),
-                "ring_bright_after": mean(ev.bright_after, in_ring=True),
+                "ring_veg_before": mean(ev.veg_before, around),
+                "ring_bright_after": mean(ev.bright_after, around),
             }
             out[members] = np.column_stack([columns[c] for c in _FEATURE_COLUMNS])
             done += len(members)

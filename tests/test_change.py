@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from swc_rs.change import candidate_mask, clean_mask, cloud_shadow_mask, fit_normalisation, pixel_evidence
+from swc_rs.change import (
+    candidate_mask,
+    clean_mask,
+    cloud_shadow_mask,
+    fit_normalisation,
+    pixel_evidence,
+)
 from swc_rs.config import ChangeConfig
 
 ROLES = ("blue", "green", "red", "nir")
