@@ -17,7 +17,7 @@ from swc_rs.config import ChangeConfig, ClassifyConfig
 FEATURES = (
     "veg_before", "veg_after", "bright_before", "bright_after", "bright_after_cv",
     "redness_after", "bare_after", "water_before", "water_after", "magnitude",
-    "candidate_frac", "ring_veg_before", "ring_bright_after",
+    "candidate_frac", "ring_veg_before", "ring_bright_after", "texture_fine", "veg_after_std",
     "area_m2", "compactness", "solidity", "rectangularity", "elongation", "width_m",
 )
 

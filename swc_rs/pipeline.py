@@ -256,13 +256,13 @@ def _window_polygons(pair: RasterPair, norm: Normalisation, config: DetectConfig
 _WORKER: dict = {}
 
 
-def _init_worker(request: DetectRequest, shift: tuple[float, float], norm: Normalisation, min_pixels: int) -> None:
+def _init_worker(request: DetectRequest, shift: tuple[float, float], norm: Normalisation, min_pixels: int, pixel_model: bool) -> None:
     pair = RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                       resampling=request.config.raster.resampling, gdal_cache_mb=request.config.raster.gdal_cache_mb)
     if shift != (0.0, 0.0):
         pair.set_shift(*shift)
     model = None
-    if request.model is not None:
+    if pixel_model and request.model is not None:
         from swc_rs.model import load_model
 
         model = load_model(request.model)
@@ -298,7 +298,8 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(request, pair.shift, norm, min_pixels),
+            # Workers load the model only when it has pixel models (the patch typer runs here).
+            initargs=(request, pair.shift, norm, min_pixels, bool(model is not None and model.families())),
         ) as pool:
             for done, result in enumerate(pool.map(_worker_polygons, windows), start=1):
                 polygons.extend(result)
@@ -309,7 +310,7 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
 _FEATURE_COLUMNS = (
     "veg_before", "veg_after", "bright_before", "bright_after", "bright_after_cv", "redness_after",
     "bare_after", "water_before", "water_after", "magnitude", "candidate_frac", "ring_veg_before",
-    "ring_bright_after",
+    "ring_bright_after", "texture_fine", "veg_after_std",
 )
 
 
@@ -368,6 +369,10 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
                 return np.bincount(lab, weights=values.ravel()[sel].astype(np.float64), minlength=len(count) + 1)[1:] / count
 
             bright_mean = mean(ev.bright_after)
+            # Fine texture: mean absolute deviation from the 3×3 mean, relative to brightness
+            # (lumpy spoil and benched rock are rough; cleared subsoil and fields are even).
+            fine = np.abs(ev.bright_after - ndimage.uniform_filter(ev.bright_after, size=3))
+            veg_sq = mean(ev.veg_after.astype(np.float64) ** 2)
             bright_sq = mean(ev.bright_after.astype(np.float64) ** 2)
             bright_std = np.sqrt(np.maximum(bright_sq - bright_mean**2, 0.0))
             columns = {
@@ -384,6 +389,8 @@ def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, 
                 "candidate_frac": mean(cand),
                 "ring_veg_before": mean(ev.veg_before, around),
                 "ring_bright_after": mean(ev.bright_after, around),
+                "texture_fine": mean(fine) / np.maximum(bright_mean, 1e-6),
+                "veg_after_std": np.sqrt(np.maximum(veg_sq - mean(ev.veg_after) ** 2, 0.0)),
             }
             out[members] = np.column_stack([columns[c] for c in _FEATURE_COLUMNS])
             done += len(members)
@@ -481,7 +488,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         feats = patch_features(pair, norm, geoms_px, metric, config, progress)
         clock.lap("features")
         if model is not None:
-            qtype, conf, reason = model.predict_patches(feats)
+            qtype, conf, reason = model.predict_patches(feats, roles=pair.roles, pixel_m=pixel_m)
         else:
             qtype, conf, reason = rule_qtype(feats, config.classify, config.change)
         frame["QTYPE"] = qtype
@@ -559,6 +566,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             "normalisation": norm.to_dict(),
             "model": str(request.model) if request.model else "rules",
             "model_id": getattr(model, "model_id", "rules"),
+            "qtype_by": "model" if model is not None and model.applies_to(pair.roles, pixel_m) else "rules",
             "parameters": config.to_dict(),
             "workers": _workers(request.workers),
             "n_patches": int(len(judged)),

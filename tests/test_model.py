@@ -1,0 +1,237 @@
+"""The learned model: skops round trip, refusal of tampered files, pixel mask, training, CLI."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from swc_rs import codes
+from swc_rs.change import cloud_shadow_mask, fit_normalisation, pixel_evidence
+from swc_rs.classify import FEATURES
+from swc_rs.config import DetectConfig
+from swc_rs.errors import ModelError
+from swc_rs.features import FEATURE_NAMES, band_family
+from swc_rs.model import load_bundle, load_model, save_model
+from swc_rs.training import TrainOptions, scene_source, train
+from tests.conftest import FOREST, SOIL, forest
+
+ROLES = ("blue", "green", "red", "nir")
+FAST = TrainOptions(max_iter=30, negatives_per_source=15_000, positives_per_source=10_000)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Two small generated scenes (test seeds): one to train on, one to test on."""
+    from swc_rs.sample import generate_scene
+
+    root = tmp_path_factory.mktemp("scenes")
+    return {seed: generate_scene(root / f"scene_{seed}", seed=seed, size=512).before.parent for seed in (11, 12)}
+
+
+@pytest.fixture(scope="module")
+def trained(scenes, tmp_path_factory):
+    """A model trained on scene 11 (no cross-validation: threshold 0.5), saved and reloaded."""
+    bundle, card = train([scene_source(scenes[11])], FAST, progress=lambda m: None, cross_validate=False)
+    path = save_model(bundle, card, tmp_path_factory.mktemp("model") / "model.skops")
+    return path, bundle
+
+
+def _random_bundle(seed: int = 0) -> dict:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(600, len(FEATURE_NAMES))).astype(np.float32)
+    y = (x[:, 0] + 0.3 * rng.normal(size=600) > 0).astype(int)
+    pixel = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y)
+    xp = rng.normal(size=(300, len(FEATURES)))
+    yp = np.array([codes.OTHER, codes.SPOIL, "非生产建设项目|耕地翻耕"], dtype=object)[np.argmax(xp[:, :3], axis=1)]
+    patch = CalibratedClassifierCV(HistGradientBoostingClassifier(max_iter=5, random_state=0), cv=3).fit(xp, yp)
+    return {"model_id": "test-model", "pixel": {"vnir": {"classifier": pixel, "threshold": 0.5, "gate_z": 0.5,
+                                                          "features": list(FEATURE_NAMES)}},
+            "patch": {"classifier": patch, "classes": [str(c) for c in patch.classes_], "features": list(FEATURES)}}
+
+
+def _feats(n: int = 20, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, len(FEATURES))), columns=list(FEATURES))
+
+
+# -- save / load -------------------------------------------------------------------------------
+def test_round_trip_same_predictions(tmp_path):
+    bundle = _random_bundle()
+    path = save_model(bundle, {"purpose": "test"}, tmp_path / "m.skops")
+    model = load_model(path)
+    assert model.model_id == "test-model"
+    assert model.card["sha256"] and model.card["model_id"] == "test-model"
+    feats = _feats()
+    q1, c1, r1 = model.predict_patches(feats)
+    q0 = bundle["patch"]["classifier"].predict_proba(feats.to_numpy())
+    q2, c2, r2 = load_model(path).predict_patches(feats)
+    assert list(q1) == list(q2) and np.allclose(c1, c2) and list(r1) == list(r2)
+    assert set(q1) <= set(codes.QTYPES)
+    assert ((c1 >= 0) & (c1 <= 1)).all()
+    assert all((r == "") == (q != codes.NOT_PROJECT) for q, r in zip(q1, r1, strict=False))
+    x = np.random.default_rng(3).normal(size=(50, len(FEATURE_NAMES))).astype(np.float32)
+    assert np.allclose(model.bundle["pixel"]["vnir"]["classifier"].predict_proba(x),
+                       bundle["pixel"]["vnir"]["classifier"].predict_proba(x))
+    assert q0.shape[0] == len(feats)
+
+
+def test_empty_patch_table(tmp_path):
+    model = load_model(save_model(_random_bundle(), {}, tmp_path / "m.skops"))
+    qtype, conf, reason = model.predict_patches(pd.DataFrame(columns=list(FEATURES)))
+    assert len(qtype) == len(conf) == len(reason) == 0
+
+
+def test_changed_bytes_are_refused(tmp_path):
+    path = save_model(_random_bundle(), {}, tmp_path / "m.skops")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad.skops"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError) as err:
+        load_model(bad)
+    assert err.value.exit_code == 2 and "bad.skops" in err.value.message
+
+
+def test_tampered_payload_is_refused(tmp_path):
+    """A payload swapped inside a valid archive no longer matches the recorded SHA-256."""
+    import skops.io as sio
+
+    path = save_model(_random_bundle(0), {}, tmp_path / "m.skops")
+    outer = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    outer["payload"] = sio.dumps(_random_bundle(1))
+    sio.dump(outer, tmp_path / "swapped.skops")
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_model(tmp_path / "swapped.skops")
+
+
+@pytest.mark.parametrize("where", ["outer", "payload"])
+def test_untrusted_type_is_refused(tmp_path, where):
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    bundle = _random_bundle()
+    if where == "payload":
+        bundle["extra"] = LogisticRegression()
+    payload = sio.dumps(bundle)
+    outer = {"format": "swc-rs-model", "format_version": 1, "payload": payload,
+             "sha256": hashlib.sha256(payload).hexdigest(), "card": {}}
+    if where == "outer":
+        outer["extra"] = LogisticRegression()
+    sio.dump(outer, tmp_path / "evil.skops")
+    with pytest.raises(ModelError, match="LogisticRegression"):
+        load_model(tmp_path / "evil.skops")
+
+
+def test_not_a_model_is_refused(tmp_path):
+    (tmp_path / "x.skops").write_text("not a zip")
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "x.skops")
+    with zipfile.ZipFile(tmp_path / "z.skops", "w") as zf:
+        zf.writestr("schema.json", "{}")
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "z.skops")
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "missing.skops")
+
+
+# -- pixel mask ----------------------------------------------------------------------------------
+def test_band_family():
+    assert band_family(("blue", "green", "red")) == "rgb"
+    assert band_family(ROLES) == "vnir"
+    assert band_family(ROLES + ("swir1", "swir2")) == "vnir+swir"
+
+
+def _mask(model, before, after):
+    """pixel_mask as the pipeline calls it: after normalised, evidence and exclusion computed."""
+    config = DetectConfig()
+    valid = np.ones(before.shape[1:], bool)
+    norm = fit_normalisation(before.reshape(4, -1), after.reshape(4, -1), pif_fraction=config.change.pif_fraction)
+    after = norm.apply(after)
+    ev = pixel_evidence(before, after, ROLES)
+    excluded = cloud_shadow_mask(before, after, ROLES, ev, config.change)
+    return model.pixel_mask(before, after, valid, excluded, ROLES, ev, config)
+
+
+def test_pixel_mask_finds_bare_soil_and_ignores_gain(trained):
+    model = load_model(trained[0])
+    before = forest(128, 128, 1) / 10_000
+    after = forest(128, 128, 2) / 10_000
+    after[:, 40:70, 50:80] = SOIL[:, None, None] / 10_000 * (1 + 0.03 * np.random.default_rng(4).standard_normal((1, 30, 30)))
+    mask = _mask(model, before.astype(np.float32), after.astype(np.float32))
+    assert mask is not None and mask.dtype == bool
+    square = np.zeros_like(mask)
+    square[40:70, 50:80] = True
+    assert mask[square].mean() > 0.9
+    assert mask[~square].mean() < 0.01
+    gained = (forest(128, 128, 2) * 1.25 + 80) / 10_000
+    assert _mask(model, before.astype(np.float32), gained.astype(np.float32)).mean() < 0.01
+
+
+def test_pixel_mask_without_a_family_model_falls_back(trained):
+    model = load_model(trained[0])
+    model.bundle["pixel"].pop("rgb", None)
+    rgb = ("blue", "green", "red")
+    before = (forest(32, 32, 1)[:3] / 10_000).astype(np.float32)
+    after = (forest(32, 32, 2)[:3] / 10_000).astype(np.float32)
+    ev = pixel_evidence(before, after, rgb)
+    valid = np.ones((32, 32), bool)
+    assert model.pixel_mask(before, after, valid, ~valid, rgb, ev, DetectConfig()) is None
+    assert FOREST.shape == (4,)
+
+
+# -- generalisation --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_model_trained_on_one_seed_works_on_another(trained, scenes, tmp_path):
+    from swc_rs.evaluate import evaluate
+    from swc_rs.pipeline import DetectRequest, detect
+
+    folder = scenes[12]
+    result = detect(DetectRequest(before=folder / "before.tif", after=folder / "after.tif", zones=folder / "zones.gpkg",
+                                  projects=folder / "projects.gpkg", model=trained[0]))
+    assert result.run_info["model_id"] == trained[1]["model_id"]
+    truth = gpd.read_file(folder / "truth.gpkg", layer="truth_patches")
+    confounders = gpd.read_file(folder / "truth.gpkg", layer="confounders")
+    scores = evaluate(result.patches, truth, confounders)
+    assert scores.recall >= 0.9, scores
+    assert scores.precision >= 0.85, scores
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def test_cli_train_writes_model_and_card_and_refuses_overwrite(scenes, tmp_path):
+    from swc_rs.cli.train import train as train_command
+
+    out = tmp_path / "models" / "m.skops"
+    args = [str(scenes[11]), "-o", str(out), "--no-cv", "--no-patch-model", "-q"]
+    runner = CliRunner()
+    done = runner.invoke(train_command, args)
+    assert done.exit_code == 0, done.output
+    assert out.exists() and out.with_suffix(".md").exists()
+    assert out.stat().st_size < 20e6
+    card = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "Model card" in card and "scene_11" in card
+    bundle, meta = load_bundle(out)
+    assert "vnir" in bundle["pixel"] and meta["sha256"]
+    again = runner.invoke(train_command, args)
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+    assert runner.invoke(train_command, args + ["--overwrite"]).exit_code == 0
+
+
+def test_cli_train_rejects_bad_labels(tmp_path):
+    from swc_rs.cli.train import train as train_command
+
+    (tmp_path / "empty").mkdir()
+    done = CliRunner().invoke(train_command, [str(tmp_path / "empty"), "-o", str(tmp_path / "m.skops")])
+    assert done.exit_code == 2
+    assert Path(tmp_path / "m.skops").exists() is False
