@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test lint bench bench-batch eval-real eval-generated model check-rules clean
+.PHONY: venv demo test lint bench bench-batch eval-real eval-generated model model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,9 +48,16 @@ eval-generated: $(STAMP)
 eval-real: $(STAMP)
 	$(BIN)/python benchmarks/eval_real.py
 
-## make model: retrain the shipped patch classifier from generated scenes and the labelled training cities
+## make model: retrain the shipped patch typer (48 generated training scenes, seeds 1000-1047; ~15 min)
 model: $(STAMP)
-	$(BIN)/python -m swc_rs.training --output swc_rs/data/qtype_model.skops
+	mkdir -p .cache/train
+	$(BIN)/python -m swc_rs.training --output swc_rs/data/qtype_model.skops --patch-only --no-cv --no-real \
+		--work .cache/train --seeds $$(seq 1000 1047)
+	mv swc_rs/data/qtype_model.md models/MODEL_CARD.md
+
+## make model-pixel: the experimental two-stage model with pixel models (real training cities too)
+model-pixel: $(STAMP)
+	$(BIN)/python -m swc_rs.training --output .cache/pixel_model.skops
 
 check-rules:
 	@cmp -s zones/rules.toml swc_rs/data/zone_rules.toml || \

@@ -556,6 +556,9 @@ class _Planner:
         self.existing: list = []
         self.parcels: list = []
         self.parcel_states: list[tuple[int, int, float]] = []  # before, after, angle
+        # parcel centroids bucketed by CELL, so a cell only looks at its own parcels
+        self.parcel_centroids: list[tuple[float, float]] = []
+        self.parcel_grid: dict[tuple[int, int], list[int]] = defaultdict(list)
         self.clouds: list[_Cloud] = []
         self.sensitive: list[tuple[object, str, str]] = []
         self.names: set[str] = set()
@@ -896,6 +899,9 @@ class _Planner:
                     after = TILLED
                 if after != before and not self.space.clear(b, 20, ("dist", "range", "idle")):
                     after = before
+                pc = b.centroid
+                self.parcel_grid[(int(pc.x // CELL), int(pc.y // CELL))].append(len(self.parcels))
+                self.parcel_centroids.append((pc.x, pc.y))
                 self.parcels.append(b)
                 self.parcel_states.append(
                     (before, after, angle, float(rng.uniform(0.88, 1.12)), float(rng.uniform(4, 7)))
@@ -905,11 +911,17 @@ class _Planner:
     def ensure_parcel_change(self, cell):
         """Make sure the cell shows at least one harvest and one tillage parcel."""
         x0, y0, x1, y1 = cell
+        candidates = sorted(
+            i
+            for bx in range(int(x0 // CELL) - 1, int(x1 // CELL) + 2)
+            for by in range(int(y0 // CELL) - 1, int(y1 // CELL) + 2)
+            for i in self.parcel_grid.get((bx, by), ())
+        )
         for target, source in ((STUBBLE, CROP), (TILLED, STUBBLE)):
             idx = [
                 i
-                for i, (b, s) in enumerate(zip(self.parcels, self.parcel_states, strict=False))
-                if x0 <= b.centroid.x < x1 and y0 <= b.centroid.y < y1
+                for i in candidates
+                if x0 <= self.parcel_centroids[i][0] < x1 and y0 <= self.parcel_centroids[i][1] < y1
             ]
             if any(
                 self.parcel_states[i][1] == target and self.parcel_states[i][0] != target

@@ -739,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="*", default=list(TRAINING_SEEDS))
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--no-cv", action="store_true", help="skip the leave-one-group-out threshold choice")
+    parser.add_argument("--no-real", action="store_true", help="generated scenes only (no labelled real cities)")
     parser.add_argument("--patch-only", action="store_true",
                         help="no pixel models: the rule mask finds patches, the model types them (the shipped default)")
     args = parser.parse_args(argv)
@@ -748,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="swc_rs_scenes_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        sources = default_sources(work, args.real, args.seeds, args.size, progress=log.info)
+        sources = default_sources(work, None if args.no_real else args.real, args.seeds, args.size, progress=log.info)
         options = TrainOptions(pixel_models=not args.patch_only)
         bundle, card = train(sources, options, cross_validate=not args.no_cv)
         save_model(bundle, card, args.output)
