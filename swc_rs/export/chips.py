@@ -116,7 +116,7 @@ def to_png(rgb: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         if len(points) >= 2:
             draw.line(points + [points[0]], fill=OUTLINE_RGB, width=options.outline_px, joint="curve")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", compress_level=6)  # optimize=True costs ~10× the time for a few % smaller
     return buffer.getvalue(), out_w, out_h
 
 
