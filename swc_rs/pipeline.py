@@ -72,7 +72,9 @@ class DetectRequest:
     model: Path | None = None
     zones_layer: str | None = None
     projects_layer: str | None = None
-    workers: int = 0
+    #: Worker processes for the windows (0 = every core). The CLI defaults to 0; library
+    #: callers opt in, since spawned workers re-import the caller's main module.
+    workers: int = 1
     previous: Path | None = None
     #: History store (``detect --history``): verdicts applied, confirmed violations carried.
     history: Path | None = None
