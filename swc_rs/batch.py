@@ -70,7 +70,7 @@ from swc_rs.errors import (
     SwcError,
     SwcWarning,
 )
-from swc_rs.export.gpkg import check_output, write_layer, write_result
+from swc_rs.export.gpkg import write_result
 from swc_rs.history import link_previous
 from swc_rs.pipeline import (
     PATCH_FIELDS,
@@ -872,17 +872,8 @@ def _finished_patches(previous, current, footprints, plan: BatchPlan, config: De
 
 def write_month(month: MonthResult, path: Path, *, overwrite: bool = False) -> Path:
     """Write the month GeoPackage atomically: detect's layers plus ``finished_patches``."""
-    path = check_output(path, overwrite)
-    partial = path.with_name(f".{path.stem}.assembling.gpkg")
-    try:
-        write_result(month.result, partial, overwrite=True)
-        write_layer(month.finished, partial, FINISHED_LAYER)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    log.info("wrote %s", path)
-    return path
+    # One atomic write: the embedded QGIS project then names the month file itself.
+    return write_result(month.result, path, overwrite=overwrite, extra_layers={FINISHED_LAYER: month.finished})
 
 
 # -- the run ------------------------------------------------------------------------------------

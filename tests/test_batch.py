@@ -223,6 +223,18 @@ def test_patch_across_tile_edges_is_one_patch(month1):
         n for n, _ in pyogrio.list_layers(month1 / "out" / "202611" / "swc_202611.gpkg")}
 
 
+def test_month_project_names_the_month_file(month1):
+    import sqlite3
+
+    from swc_rs.export.project import read_qgs
+
+    with sqlite3.connect(month1 / "out" / "202611" / "swc_202611.gpkg") as con:
+        (content,) = con.execute("SELECT content FROM qgis_projects").fetchone()
+    qgs = read_qgs(content)
+    assert "./swc_202611.gpkg|layername=suspected_violations" in qgs
+    assert ".assembling" not in qgs and ".tmp" not in qgs
+
+
 def test_three_months_keep_ids_and_type_changes(month1):
     config = month1 / "monthly.toml"
     for period in PERIODS[1:]:

@@ -47,7 +47,7 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-def write_result(result, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_result(result, path: str | Path, *, overwrite: bool = False, extra_layers: dict | None = None) -> Path:
     """Write the five INTERFACE.md layers (plus ``patch_features``) to ``path``.
 
     Parameters
@@ -57,6 +57,9 @@ def write_result(result, path: str | Path, *, overwrite: bool = False) -> Path:
         Target GeoPackage.
     overwrite
         Replace an existing file.
+    extra_layers
+        More polygon layers (name → GeoDataFrame), written before styles and project so
+        that everything lands in one atomic rename (e.g. the batch's ``finished_patches``).
     """
     path = check_output(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
@@ -68,6 +71,8 @@ def write_result(result, path: str | Path, *, overwrite: bool = False) -> Path:
         write_layer(result.violations, tmp, "suspected_violations")
         write_layer(result.projects, tmp, "projects")
         write_layer(result.zones, tmp, "zones")
+        for name, frame in (extra_layers or {}).items():
+            write_layer(frame, tmp, name)
         info = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in result.run_info.items()}
         pyogrio.write_dataframe(pd.DataFrame([info]), tmp, layer="run_info")
         if result.features is not None:
