@@ -38,7 +38,9 @@ class Normalisation:
         return cls(np.ones(bands, np.float32), np.zeros(bands, np.float32), 0, np.full(bands, 0.05, np.float32))
 
     def apply(self, after: np.ndarray) -> np.ndarray:
-        return (after * self.gain[:, None, None] + self.offset[:, None, None]).astype(np.float32)
+        out = after * np.asarray(self.gain, np.float32)[:, None, None]
+        out += np.asarray(self.offset, np.float32)[:, None, None]
+        return out.astype(np.float32, copy=False)
 
     def to_dict(self) -> dict:
         return {"gain": [round(float(g), 5) for g in self.gain],
@@ -253,6 +255,19 @@ def candidate_mask(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: C
     return valid & ~excluded & ~water & bare_after & changed
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by one labelling:
+    background components that do not touch the border are holes. Several times faster
+    than the iterated erosion on large windows."""
+    if not mask.any():
+        return mask
+    background, count = ndimage.label(~mask)
+    outside = np.zeros(count + 1, dtype=bool)
+    outside[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = True
+    outside[0] = True
+    return mask | ~outside[background]
+
+
 def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels: int) -> np.ndarray:
     """Open (drop thin misregistration edges), close (join fragments), fill holes, drop specks.
 
@@ -265,7 +280,7 @@ def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels
     if closing_px > 0:
         grown = ndimage.maximum_filter(out.view(np.uint8), size=2 * closing_px + 1, mode="constant", cval=0) > 0
         out = erode(grown, closing_px) | out
-    out = ndimage.binary_fill_holes(out)
+    out = fill_holes(out)
     if min_pixels > 1 and out.any():
         labels, count = ndimage.label(out, structure=np.ones((3, 3), bool))
         sizes = np.bincount(labels.ravel(), minlength=count + 1)

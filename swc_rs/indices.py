@@ -14,8 +14,10 @@ def normalized_difference(a: np.ndarray, b: np.ndarray, fill: float = 0.0) -> np
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     den = a + b
-    out = np.full(den.shape, fill, dtype=np.float32)
-    np.divide(a - b, den, out=out, where=den != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.subtract(a, b, dtype=np.float32)
+        np.divide(out, den, out=out)
+    out[den == 0] = fill
     return out
 
 

@@ -145,10 +145,11 @@ def archive_types(data: bytes) -> set[str]:
 
 
 def _checked_load(loader, source, path, what: str):
-    import skops.io as sio
 
     try:
-        untrusted = set(sio.get_untrusted_types(**source)) | (archive_types(source["data"]) - _BUILTIN_TYPES)
+        # Our own walk of the schema names every type (skops's get_untrusted_types would
+        # add nothing, at ~1 s a call); skops's loader still refuses any type not passed.
+        untrusted = archive_types(source["data"]) - _BUILTIN_TYPES
     except Exception as err:  # a damaged zip, a foreign file
         raise ModelError(
             f"is not a readable skops model ({type(err).__name__}: {err})",
@@ -213,10 +214,29 @@ def load_bundle(path: str | Path) -> tuple[dict, dict]:
     return bundle, card
 
 
+#: Models loaded by this process, by (resolved path, SHA-256 of the file): a batch worker
+#: that runs many tiles loads the model file once (hashing it costs ~10 ms, loading ~3 s).
+_LOADED: dict[tuple[str, str], PatchModel] = {}
+
+
 def load_model(path: str | Path) -> PatchModel:
-    """Load and verify a model file (see :func:`load_bundle`)."""
+    """Load and verify a model file (see :func:`load_bundle`).
+
+    The same file (same path and bytes) already loaded by this process is not loaded again.
+    """
+    path = Path(path)
+    try:
+        key = (str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())
+    except OSError:
+        key = None  # load_bundle says what is wrong with the file
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
     bundle, card = load_bundle(path)
-    return PatchModel(bundle, card, path=Path(path))
+    model = PatchModel(bundle, card, path=path)
+    if key is not None:
+        _LOADED.clear()  # keep one model: a process running many tiles does not pile them up
+        _LOADED[key] = model
+    return model
 
 
 # -- the model ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def polygonize_window(mask: np.ndarray, row_off: int, col_off: int) -> list[shap
     ]
 
 
-def merge_seams(polygons: list[shapely.Geometry], window_size: int) -> np.ndarray:
+def merge_seams(polygons: list[shapely.Geometry], window_size: int, *, return_owner: bool = False):
     """Union the pieces of patches cut by window seams.
 
     Parameters
@@ -36,15 +36,19 @@ def merge_seams(polygons: list[shapely.Geometry], window_size: int) -> np.ndarra
         Polygons in grid pixel coordinates, from :func:`polygonize_window` over a
         tiling of ``window_size`` windows.
 
+    return_owner
+        Also return, for every input polygon, the index of the patch it became part of.
+
     Returns
     -------
     ndarray of shapely geometries
         One (Multi)Polygon per patch. Pieces that touch only diagonally across a seam
         corner are joined as well, matching the 8-connectivity used inside windows.
+    owner : ndarray of int, only with ``return_owner``
     """
     geoms = np.asarray(polygons, dtype=object)
     if len(geoms) == 0:
-        return geoms
+        return (geoms, np.zeros(0, dtype=np.intp)) if return_owner else geoms
     xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
     on_seam = (
         (np.mod(xmin, window_size) == 0) & (xmin > 0)
@@ -54,7 +58,7 @@ def merge_seams(polygons: list[shapely.Geometry], window_size: int) -> np.ndarra
     )
     idx = np.flatnonzero(on_seam)
     if len(idx) < 2:
-        return geoms
+        return (geoms, np.arange(len(geoms))) if return_owner else geoms
     seam_geoms = geoms[idx]
     tree = shapely.STRtree(seam_geoms)
     left, right = tree.query(seam_geoms, predicate="intersects")
@@ -65,7 +69,13 @@ def merge_seams(polygons: list[shapely.Geometry], window_size: int) -> np.ndarra
     count, labels = connected_components(graph, directed=False)
     merged = [shapely.unary_union(seam_geoms[labels == k]) for k in range(count)]
     rest = geoms[~on_seam]
-    return np.concatenate([rest, np.asarray(merged, dtype=object)]) if len(rest) else np.asarray(merged, dtype=object)
+    out = np.concatenate([rest, np.asarray(merged, dtype=object)]) if len(rest) else np.asarray(merged, dtype=object)
+    if not return_owner:
+        return out
+    owner = np.empty(len(geoms), dtype=np.intp)
+    owner[~on_seam] = np.arange(len(rest))
+    owner[idx] = len(rest) + labels
+    return out, owner
 
 
 def to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:

@@ -16,6 +16,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyproj
 import shapely
+from affine import Affine
 from rasterio import features as rfeatures
 from rasterio.windows import Window
 
@@ -41,7 +43,7 @@ from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
 from swc_rs.errors import SwcWarning, VectorInputError
 from swc_rs.history import link_previous
-from swc_rs.patches import merge_seams, polygonize_window, shape_metrics, to_map
+from swc_rs.patches import merge_seams, shape_metrics, to_map
 from swc_rs.raster import RasterPair, expand_window, file_checksum, iter_windows, sample_windows
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer, repair_geometries, warn_if_empty
 
@@ -236,9 +238,35 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     return norm, shift, used
 
 
-def _window_polygons(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model, window: Window) -> list:
-    """Candidate polygons (grid pixel coordinates) of one window's core."""
-    halo = max(config.raster.halo, config.change.cloud_buffer_px + 2, config.change.closing_px + config.change.opening_px + 2)
+#: Per-patch sums gathered in the window pass; the object features are their ratios
+#: (see :func:`features_from_stats`). Additive, so the pieces of a patch cut by a
+#: window seam add up to the patch.
+STAT_COLUMNS = (
+    "n", "veg_before", "veg_after", "veg_after_sq", "bright_before", "bright_after", "bright_after_sq",
+    "redness_after", "bare_after", "water_before", "water_after", "magnitude", "candidate", "fine",
+    "ring_n", "ring_veg_before", "ring_bright_after",
+)
+#: Width in pixels of the ring around a patch whose BEFORE vegetation and AFTER brightness
+#: describe its surroundings (ring_veg_before, ring_bright_after).
+RING_PX = 5
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model,
+                    window: Window) -> tuple[list, np.ndarray]:
+    """Candidate polygons (grid pixel coordinates) of one window's core and their sums.
+
+    Returns the polygons (one per 8-connected component of the core's cleaned mask) and
+    a ``(len(polygons), len(STAT_COLUMNS))`` float64 array of per-patch sums over the
+    patch's valid pixels (and over its ring of :data:`RING_PX` pixels outside every
+    candidate), taken from the evidence already in memory: the object features cost no
+    second read of the images.
+    """
+    from scipy import ndimage
+
+    halo = max(config.raster.halo, config.change.cloud_buffer_px + 2,
+               config.change.closing_px + config.change.opening_px + 2, RING_PX + 2)
     outer, core = expand_window(window, halo, pair.grid)
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
@@ -251,62 +279,67 @@ def _window_polygons(pair: RasterPair, norm: Normalisation, config: DetectConfig
     if mask is None:
         mask = candidate_mask(ev, valid, excluded, config.change)
     mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
-    return polygonize_window(mask[core], int(window.row_off), int(window.col_off))
+    core_mask = mask[core]
+    if not core_mask.any():
+        return [], np.zeros((0, len(STAT_COLUMNS)))
+    core_labels, count = ndimage.label(core_mask, structure=_EIGHT)
+    polygons: list = [None] * count
+    transform = Affine.translation(int(window.col_off), int(window.row_off))
+    for geom, value in rfeatures.shapes(core_labels, mask=core_mask, connectivity=8, transform=transform):
+        k = int(value) - 1
+        piece = shapely.geometry.shape(geom)
+        polygons[k] = piece if polygons[k] is None else shapely.union(polygons[k], piece)
 
+    # Sums over the patches' bounding box plus the ring (reflect edges never reach a patch pixel).
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    labels[core] = core_labels
+    rows = np.flatnonzero(labels.any(axis=1))
+    cols = np.flatnonzero(labels.any(axis=0))
+    r0, r1 = max(0, rows[0] - RING_PX - 1), min(mask.shape[0], rows[-1] + RING_PX + 2)
+    c0, c1 = max(0, cols[0] - RING_PX - 1), min(mask.shape[1], cols[-1] + RING_PX + 2)
+    box = (slice(r0, r1), slice(c0, c1))
+    labels = labels[box]
+    ok = valid[box]
+    ring = ndimage.maximum_filter(labels, size=2 * RING_PX + 1)
+    ring = np.where(~mask[box] & ok, ring, 0)
+    labels = np.where(ok, labels, 0)
+    sel_in, sel_ring = np.flatnonzero(labels), np.flatnonzero(ring)
+    lab_in, lab_ring = labels.ravel()[sel_in], ring.ravel()[sel_ring]
 
-# Per-process state of the window workers (each opens its own datasets).
-_WORKER: dict = {}
+    def total(values, sel=sel_in, lab=lab_in):
+        return np.bincount(lab, weights=np.asarray(values).ravel()[sel].astype(np.float64), minlength=count + 1)[1:]
 
+    def cut(array):
+        return array[box]
 
-def _init_worker(request: DetectRequest, shift: tuple[float, float], norm: Normalisation, min_pixels: int, pixel_model: bool) -> None:
-    pair = RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
-                      resampling=request.config.raster.resampling, gdal_cache_mb=request.config.raster.gdal_cache_mb)
-    if shift != (0.0, 0.0):
-        pair.set_shift(*shift)
-    model = None
-    if pixel_model and request.model is not None:
-        from swc_rs.model import load_model
-
-        model = load_model(request.model)
-    _WORKER.update(pair=pair, norm=norm, config=request.config, min_pixels=min_pixels, model=model)
-
-
-def _worker_polygons(window: Window) -> list:
-    w = _WORKER
-    return _window_polygons(w["pair"], w["norm"], w["config"], w["min_pixels"], w["model"], window)
-
-
-def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress, model=None, workers: int = 1):
-    """Polygons of every candidate patch, merged across window seams (pixel coordinates).
-
-    With ``workers`` > 1 the windows are shared among that many processes; the result
-    does not depend on the number of workers.
-    """
-    config = request.config
-    size = config.raster.window_size
-    windows = list(iter_windows(pair.grid, size))
-    polygons: list = []
-    workers = max(1, min(workers, len(windows)))
-    if workers == 1:
-        for done, window in enumerate(windows, start=1):
-            polygons.extend(_window_polygons(pair, norm, config, min_pixels, model, window))
-            progress("detect", done, len(windows))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        log.info("processing %d windows with %d worker processes", len(windows), workers)
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            # Workers load the model only when it has pixel models (the patch typer runs here).
-            initargs=(request, pair.shift, norm, min_pixels, bool(model is not None and model.families())),
-        ) as pool:
-            for done, result in enumerate(pool.map(_worker_polygons, windows), start=1):
-                polygons.extend(result)
-                progress("detect", done, len(windows))
-    return merge_seams(polygons, size)
+    bright_after = cut(ev.bright_after)
+    veg_after = cut(ev.veg_after).astype(np.float64)
+    # Fine texture: mean absolute deviation from the 3×3 mean (lumpy spoil and benched
+    # rock are rough; cleared subsoil and fields are even).
+    fine = np.abs(bright_after - ndimage.uniform_filter(bright_after, size=3))
+    water = config.change.water_ndwi
+    candidate = candidate_mask(ev, valid, np.zeros_like(valid), config.change)[box]
+    red, blue = after[pair.roles.index("red")][box], after[pair.roles.index("blue")][box]
+    stats = np.column_stack([
+        np.bincount(lab_in, minlength=count + 1)[1:].astype(np.float64),
+        total(cut(ev.veg_before)),
+        total(veg_after),
+        total(veg_after**2),
+        total(cut(ev.bright_before)),
+        total(bright_after),
+        total(bright_after.astype(np.float64) ** 2),
+        total(indices.redness(red, blue)),
+        total(cut(ev.bare_after)),
+        total(cut(ev.water_before) > water),
+        total(cut(ev.water_after) > water),
+        total(cut(ev.magnitude)),
+        total(candidate),
+        total(fine),
+        np.bincount(lab_ring, minlength=count + 1)[1:].astype(np.float64),
+        total(cut(ev.veg_before), sel_ring, lab_ring),
+        total(bright_after, sel_ring, lab_ring),
+    ])
+    return polygons, stats
 
 
 _FEATURE_COLUMNS = (
@@ -316,91 +349,127 @@ _FEATURE_COLUMNS = (
 )
 
 
-def patch_features(pair: RasterPair, norm: Normalisation, geoms_px: np.ndarray, metric: dict, config: DetectConfig, progress: Progress) -> pd.DataFrame:
-    """Object features of every patch (see :data:`swc_rs.classify.FEATURES`).
+def features_from_stats(stats: np.ndarray, metric: dict) -> pd.DataFrame:
+    """Object features (see :data:`swc_rs.classify.FEATURES`) from the per-patch sums.
 
-    Patches are grouped by processing window; each group's bounding box (plus a ring of
-    context) is read once and the statistics of all its patches are taken with labelled
-    reductions, so memory follows the window, not the image.
+    Means over the patch's valid pixels (and over its ring for ``ring_*``); a patch or
+    ring without valid pixels gets 0.
     """
-    from scipy import ndimage
+    col = {name: stats[:, i] for i, name in enumerate(STAT_COLUMNS)}
+    n = np.maximum(col["n"], 1.0)
+    ring_n = np.maximum(col["ring_n"], 1.0)
 
-    ring_px = 5
-    n = len(geoms_px)
-    out = np.zeros((n, len(_FEATURE_COLUMNS)), dtype=np.float64)
-    if n:
-        bounds = shapely.bounds(geoms_px)
-        size = config.raster.window_size
-        keys = (bounds[:, 1] // size).astype(int) * 1_000_000 + (bounds[:, 0] // size).astype(int)
-        groups = [np.flatnonzero(keys == k) for k in np.unique(keys)]
-        done = 0
-        for members in groups:
-            col0 = max(0, int(math.floor(bounds[members, 0].min())) - ring_px)
-            row0 = max(0, int(math.floor(bounds[members, 1].min())) - ring_px)
-            col1 = min(pair.grid.width, int(math.ceil(bounds[members, 2].max())) + ring_px)
-            row1 = min(pair.grid.height, int(math.ceil(bounds[members, 3].max())) + ring_px)
-            before, after, valid = pair.read(Window(col0, row0, col1 - col0, row1 - row0))
-            ev = pixel_evidence(before, after, pair.roles, norm.apply(after), norm.scale)
-            offset = np.array([col0, row0])
-            local = list(shapely.transform(geoms_px[members], lambda xy, o=offset: xy - o))
-            labels = rfeatures.rasterize(
-                [(g, k + 1) for k, g in enumerate(local)], out_shape=valid.shape, fill=0, dtype="int32"
-            )
-            present = np.bincount(labels.ravel(), minlength=len(members) + 1)[1:] > 0
-            for k in np.flatnonzero(~present):  # slivers thinner than a pixel centre
-                touched = rfeatures.rasterize([(local[k], k + 1)], out_shape=valid.shape, fill=0, dtype="int32", all_touched=True)
-                labels = np.where((labels == 0) & (touched > 0), touched, labels)
-            ring = ndimage.maximum_filter(labels, size=2 * ring_px + 1)
-            ring = np.where(labels == 0, ring, 0)
-            labels = np.where(valid, labels, 0)
-            ring = np.where(valid, ring, 0)
-            # Reduce only over the pixels that belong to a patch or its ring.
-            sel_in = np.flatnonzero(labels.ravel())
-            sel_ring = np.flatnonzero(ring.ravel())
-            lab_in, lab_ring = labels.ravel()[sel_in], ring.ravel()[sel_ring]
-            count_in = np.maximum(np.bincount(lab_in, minlength=len(members) + 1)[1:], 1)
-            count_ring = np.maximum(np.bincount(lab_ring, minlength=len(members) + 1)[1:], 1)
-            cand = candidate_mask(ev, valid, np.zeros_like(valid), config.change).astype(np.float32)
-            red = after[pair.roles.index("red")]
-            blue = after[pair.roles.index("blue")]
+    def mean(name):
+        return col[name] / n
 
-            inner, around = (sel_in, lab_in, count_in), (sel_ring, lab_ring, count_ring)
-
-            def mean(values, where=inner):
-                sel, lab, count = where
-                return np.bincount(lab, weights=values.ravel()[sel].astype(np.float64), minlength=len(count) + 1)[1:] / count
-
-            bright_mean = mean(ev.bright_after)
-            # Fine texture: mean absolute deviation from the 3×3 mean, relative to brightness
-            # (lumpy spoil and benched rock are rough; cleared subsoil and fields are even).
-            fine = np.abs(ev.bright_after - ndimage.uniform_filter(ev.bright_after, size=3))
-            veg_sq = mean(ev.veg_after.astype(np.float64) ** 2)
-            bright_sq = mean(ev.bright_after.astype(np.float64) ** 2)
-            bright_std = np.sqrt(np.maximum(bright_sq - bright_mean**2, 0.0))
-            columns = {
-                "veg_before": mean(ev.veg_before),
-                "veg_after": mean(ev.veg_after),
-                "bright_before": mean(ev.bright_before),
-                "bright_after": bright_mean,
-                "bright_after_cv": bright_std / np.maximum(bright_mean, 1e-6),
-                "redness_after": mean(indices.redness(red, blue)),
-                "bare_after": mean(ev.bare_after),
-                "water_before": mean((ev.water_before > config.change.water_ndwi).astype(np.float32)),
-                "water_after": mean((ev.water_after > config.change.water_ndwi).astype(np.float32)),
-                "magnitude": mean(ev.magnitude),
-                "candidate_frac": mean(cand),
-                "ring_veg_before": mean(ev.veg_before, around),
-                "ring_bright_after": mean(ev.bright_after, around),
-                "texture_fine": mean(fine) / np.maximum(bright_mean, 1e-6),
-                "veg_after_std": np.sqrt(np.maximum(veg_sq - mean(ev.veg_after) ** 2, 0.0)),
-            }
-            out[members] = np.column_stack([columns[c] for c in _FEATURE_COLUMNS])
-            done += len(members)
-            progress("features", done, n)
-    frame = pd.DataFrame(out, columns=list(_FEATURE_COLUMNS))
+    bright = mean("bright_after")
+    veg_after = mean("veg_after")
+    columns = {
+        "veg_before": mean("veg_before"),
+        "veg_after": veg_after,
+        "bright_before": mean("bright_before"),
+        "bright_after": bright,
+        "bright_after_cv": np.sqrt(np.maximum(mean("bright_after_sq") - bright**2, 0.0)) / np.maximum(bright, 1e-6),
+        "redness_after": mean("redness_after"),
+        "bare_after": mean("bare_after"),
+        "water_before": mean("water_before"),
+        "water_after": mean("water_after"),
+        "magnitude": mean("magnitude"),
+        "candidate_frac": mean("candidate"),
+        "ring_veg_before": col["ring_veg_before"] / ring_n,
+        "ring_bright_after": col["ring_bright_after"] / ring_n,
+        "texture_fine": mean("fine") / np.maximum(bright, 1e-6),
+        "veg_after_std": np.sqrt(np.maximum(mean("veg_after_sq") - veg_after**2, 0.0)),
+    }
+    frame = pd.DataFrame({c: columns[c] for c in _FEATURE_COLUMNS})
     for key in ("area_m2", "compactness", "solidity", "rectangularity", "elongation", "width_m"):
         frame[key] = metric[key]
     return frame
+
+
+# Per-process state of the window workers: each opens its own datasets once.
+_WORKER: dict = {}
+
+
+def _init_worker(request: DetectRequest) -> None:
+    config = request.config
+    _WORKER.clear()
+    _WORKER.update(
+        request=request,
+        pair=RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
+                        resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb),
+    )
+
+
+def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
+    window, norm, shift, min_pixels, pixel_model = job
+    w = _WORKER
+    if w["pair"].shift != shift:
+        w["pair"].set_shift(*shift)
+    model = None
+    if pixel_model:  # only models with pixel models are loaded here (the patch typer runs in the parent)
+        if "model" not in w:
+            from swc_rs.model import load_model
+
+            w["model"] = load_model(w["request"].model)
+        model = w["model"]
+    return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window)
+
+
+class _WindowPool:
+    """The window worker processes of one run, started early so that their start-up
+    (imports, opening the images) overlaps the parent's reading of the inputs and its
+    calibration. ``workers`` ≤ 1 runs every window in the parent."""
+
+    def __init__(self, request: DetectRequest, workers: int):
+        self.workers = workers
+        self.executor = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_init_worker, initargs=(request,))
+            # Start every worker now (the executor otherwise spawns them on first submit).
+            for _ in range(workers):
+                self.executor.submit(_noop, "", 0, 0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress,
+                  model=None, pool: _WindowPool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons of every candidate patch, merged across window seams (pixel
+    coordinates), and their sums (:data:`STAT_COLUMNS`).
+
+    With a worker pool the windows are shared among its processes; the result does not
+    depend on the number of workers.
+    """
+    config = request.config
+    size = config.raster.window_size
+    windows = list(iter_windows(pair.grid, size))
+    polygons: list = []
+    stats: list[np.ndarray] = [np.zeros((0, len(STAT_COLUMNS)))]
+    if pool is None or pool.executor is None:
+        results = (_window_patches(pair, norm, config, min_pixels, model, window) for window in windows)
+    else:
+        log.info("processing %d windows with %d worker processes", len(windows), pool.workers)
+        pixel_model = bool(model is not None and model.families())
+        jobs = [(window, norm, pair.shift, min_pixels, pixel_model) for window in windows]
+        results = pool.executor.map(_worker_window, jobs)
+    for done, (pieces, sums) in enumerate(results, start=1):
+        polygons.extend(pieces)
+        stats.append(sums)
+        progress("detect", done, len(windows))
+    geoms, owner = merge_seams(polygons, size, return_owner=True)
+    merged = np.zeros((len(geoms), len(STAT_COLUMNS)))
+    np.add.at(merged, owner, np.concatenate(stats))
+    return geoms, merged
 
 
 def _mean(values: np.ndarray, mask: np.ndarray) -> float:
@@ -455,16 +524,19 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     clock = _Clock()
     started = dt.datetime.now(dt.timezone.utc)
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
-                    resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair:
+                    resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
+            _WindowPool(request, _workers(request.workers)) as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="swc-rs-model") as loader:
+        # The model loads in a thread while the vectors are read and the pair calibrated.
+        model_future = None
+        if request.model is not None:
+            from swc_rs.model import load_model
+
+            model_future = loader.submit(load_model, request.model)
         area_crs = choose_area_crs(pair)
         zones = read_zones(request.zones, request.zones_layer, area_crs)
         projects = read_projects(request.projects, request.projects_layer, area_crs)
         sensitive = read_sensitive(request.sensitive, area_crs)
-        model = None
-        if request.model is not None:
-            from swc_rs.model import load_model
-
-            model = load_model(request.model)
         history = None
         if request.history is not None:
             from swc_rs.verification import load_store
@@ -476,7 +548,9 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = _calibrate(pair, config)
         clock.lap("calibrate")
-        geoms_px = _find_patches(pair, norm, request, min_pixels, progress, model, workers=_workers(request.workers))
+        model = model_future.result() if model_future is not None else None
+        clock.lap("model")
+        geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
         clock.lap("detect")
 
         frame = gpd.GeoDataFrame(geometry=to_map(geoms_px, pair.grid.transform), crs=pair.grid.crs).to_crs(area_crs)
@@ -485,9 +559,8 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         min_area = np.array([config.rules_for(z).min_area_hm2 for z in frame["X_ZONE"]])
         keep = frame["QAREA"].to_numpy() >= (min_area if len(frame) else 0)
         frame = frame[keep].reset_index(drop=True)
-        geoms_px = np.asarray(geoms_px, dtype=object)[keep]
         metric = shape_metrics(frame.geometry.values)
-        feats = patch_features(pair, norm, geoms_px, metric, config, progress)
+        feats = features_from_stats(stats[keep], metric)
         clock.lap("features")
         if model is not None:
             qtype, conf, reason = model.predict_patches(feats, roles=pair.roles, pixel_m=pixel_m)

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swc_rs.change import (
     candidate_mask,
@@ -75,3 +77,15 @@ def test_clean_mask_drops_specks_but_keeps_border_pieces(opening):
     assert out[10:20, 10:20].all()
     assert not out[2, 2]
     assert out[27:30, 0:2].any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.3, 0.7))
+def test_fill_holes_matches_scipy(seed, density):
+    from scipy import ndimage
+
+    from swc_rs.change import fill_holes
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_opening(rng.random((50, 60)) < density)
+    assert (fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()

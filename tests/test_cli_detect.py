@@ -139,6 +139,15 @@ def test_patch_across_window_seams_is_one_patch_and_workers_agree(tmp_path):
     metric = [f.to_crs("EPSG:4543").geometry[0] for f in frames]
     assert metric[1].symmetric_difference(metric[0]).area < 0.01  # m²: the same footprint
     assert metric[2].symmetric_difference(metric[1]).area < 0.01
+    # The object features are summed over the pieces in the window pass: the patch cut
+    # in four by the seams has the features of the whole one (its ring may count a few
+    # pixels near the seams twice).
+    feats = [pyogrio.read_dataframe(tmp_path / f"{n}.gpkg", layer="patch_features") for n in ("whole", "tiled", "parallel")]
+    ring = ["ring_veg_before", "ring_bright_after"]
+    inner = [c for c in feats[0].columns if c not in ring + ["QDNM"]]
+    assert feats[1][inner].to_numpy() == pytest.approx(feats[0][inner].to_numpy(), rel=1e-5, abs=1e-9)
+    assert feats[1][ring].to_numpy() == pytest.approx(feats[0][ring].to_numpy(), abs=0.01)
+    assert feats[2][inner + ring].to_numpy() == pytest.approx(feats[1][inner + ring].to_numpy(), rel=1e-9, abs=1e-12)
 
 
 def test_previous_output_keeps_ids_and_reports_growth(tmp_path):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import shapely
 from affine import Affine
 from hypothesis import given, settings
@@ -15,6 +16,16 @@ def _tile_polygons(mask, size):
     return polys
 
 
+def _random_mask(seed: int, side: int = 48, density: float = 0.08, rectangles: int = 4) -> np.ndarray:
+    """Scattered specks plus a few rectangles, some of them across window seams."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((side, side)) < density
+    for _ in range(rectangles):
+        r, c = rng.integers(0, side - 8, 2)
+        mask[r: r + rng.integers(2, 12), c: c + rng.integers(2, 12)] = True
+    return mask
+
+
 def test_patch_crossing_window_corner_comes_out_whole():
     mask = np.zeros((64, 64), bool)
     mask[20:45, 25:50] = True  # crosses the seams at 32 in both directions
@@ -27,11 +38,7 @@ def test_patch_crossing_window_corner_comes_out_whole():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([8, 16, 24]))
 def test_windowed_polygons_equal_whole_image_polygons(seed, size):
-    rng = np.random.default_rng(seed)
-    mask = rng.random((48, 48)) < 0.08
-    for _ in range(4):
-        r, c = rng.integers(0, 40, 2)
-        mask[r: r + rng.integers(2, 12), c: c + rng.integers(2, 12)] = True
+    mask = _random_mask(seed)
     whole = polygonize_window(mask, 0, 0)
     windowed = merge_seams(_tile_polygons(mask, size), size)
     assert sum(g.area for g in windowed) == mask.sum()
@@ -53,3 +60,18 @@ def test_shape_metrics_square_and_strip():
     assert m["rectangularity"][0] == 1.0
     assert m["elongation"][1] == 20.0
     assert m["compactness"][0] > m["compactness"][1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([8, 16]))
+def test_every_piece_is_owned_by_the_patch_it_became_part_of(seed, size):
+    mask = _random_mask(seed, side=40, density=0.1, rectangles=3)
+    pieces = _tile_polygons(mask, size)
+    geoms, owner = merge_seams(pieces, size, return_owner=True)
+    assert len(owner) == len(pieces) and set(owner) == set(range(len(geoms)))
+    for piece, k in zip(pieces, owner, strict=True):
+        # (8-connected pieces may touch themselves at a corner: compare their valid form)
+        assert shapely.make_valid(geoms[k]).buffer(1e-9).covers(shapely.make_valid(piece))
+    # areas add up per patch: the pieces' sums (e.g. the window pass's statistics) merge exactly
+    summed = np.bincount(owner, weights=[p.area for p in pieces], minlength=len(geoms))
+    assert summed == pytest.approx([g.area for g in geoms])

@@ -34,6 +34,8 @@ DATE_KINDS = ("before", "after")
 #: Outline colour drawn on the chips (magenta: rare in nature, visible on soil and forest).
 OUTLINE_RGB = (255, 0, 255)
 TRUE_COLOUR = ("red", "green", "blue")
+#: Pixels per band sampled for a chip's stretch limits.
+_STRETCH_SAMPLE = 16_384
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def chip_window(bounds_px: tuple[float, float, float, float], shape: tuple[int, 
 
 def stretch(rgb: np.ndarray, valid: np.ndarray, low: float = 2, high: float = 98) -> tuple[np.ndarray, np.ndarray]:
     """Per-band percentile limits (3,) of reflectance ``rgb`` (3, h, w) over ``valid`` pixels."""
+    step = max(1, int(np.ceil(np.sqrt(valid.size / _STRETCH_SAMPLE))))  # percentiles of a regular sample
+    rgb, valid = rgb[:, ::step, ::step], valid[::step, ::step]
     values = rgb[:, valid] if valid.any() else rgb.reshape(3, -1)
     lo = np.percentile(values, low, axis=1)
     hi = np.percentile(values, high, axis=1)
@@ -116,7 +120,8 @@ def to_png(rgb: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         if len(points) >= 2:
             draw.line(points + [points[0]], fill=OUTLINE_RGB, width=options.outline_px, joint="curve")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=6)  # optimize=True costs ~10× the time for a few % smaller
+    # zlib level 1: ~40 % faster than the default 6 for ~10 % larger chips (optimize=True: ~10× slower).
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue(), out_w, out_h
 
 
@@ -199,6 +204,28 @@ def store_chips(con: sqlite3.Connection, chips) -> int:
     return count
 
 
+def _make_chips_parallel(violations, before, after, *, threads: int | None = None, **kwargs) -> list[Chip]:
+    """:func:`make_chips` over ``threads`` slices of ``violations`` at once (each thread
+    opens its own datasets; reading, resampling and PNG encoding release the GIL).
+    Chips come back in the order of ``violations``."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            threads = os.cpu_count() or 1
+    threads = max(1, min(threads, len(violations) // 20))  # a slice is worth a thread from ~20 patches
+    if threads == 1:
+        return list(make_chips(violations, before, after, **kwargs))
+    bounds = np.linspace(0, len(violations), threads + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="swc-rs-chips") as pool:
+        parts = pool.map(lambda k: list(make_chips(violations.iloc[bounds[k]:bounds[k + 1]], before, after, **kwargs)),
+                         range(threads))
+        return [chip for part in parts for chip in part]
+
+
 def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions()) -> int:
     """Add the chips of ``result``'s suspected patches to ``gpkg`` (the temporary output).
 
@@ -219,9 +246,9 @@ def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions()) 
         with con:
             create_table(con)
             try:
-                chips = list(make_chips(violations, info["before"], info["after"], sensor=sensor, shift=shift,
-                                        dates=(info.get("date_before") or "", info.get("date_after") or ""),
-                                        options=options))
+                chips = _make_chips_parallel(violations, info["before"], info["after"], sensor=sensor, shift=shift,
+                                             dates=(info.get("date_before") or "", info.get("date_after") or ""),
+                                             options=options)
             except (SwcError, OSError, KeyError) as err:
                 log.warning("no evidence chips: %s", err)
                 return 0
