@@ -217,6 +217,8 @@ def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     """``mask`` without its 8-connected components smaller than ``min_pixels``."""
     if min_pixels <= 1 or not mask.any():
         return mask
+    if np.count_nonzero(mask) < min_pixels:  # no component can be large enough
+        return np.zeros_like(mask)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     keep = sizes >= min_pixels

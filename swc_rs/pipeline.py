@@ -421,8 +421,9 @@ class _WindowPool:
     (imports, opening the images) overlaps the parent's reading of the inputs and its
     calibration. ``workers`` ≤ 1 runs every window in the parent."""
 
-    def __init__(self, request: DetectRequest, workers: int):
-        self.workers = workers
+    def __init__(self, request: DetectRequest, workers: int, pair: RasterPair):
+        windows = sum(1 for _ in iter_windows(pair.grid, request.config.raster.window_size))
+        self.workers = workers = max(1, min(workers, windows))  # never more processes than windows
         self.executor = None
         if workers > 1:
             import multiprocessing
@@ -525,7 +526,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     started = dt.datetime.now(dt.timezone.utc)
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                     resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
-            _WindowPool(request, _workers(request.workers)) as pool, \
+            _WindowPool(request, _workers(request.workers), pair) as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="swc-rs-model") as loader:
         # The model loads in a thread while the vectors are read and the pair calibrated.
         model_future = None

@@ -412,7 +412,8 @@ class RasterPair:
                 valid = ~(raw == nodata).all(axis=0)
         else:
             valid = np.ones(raw.shape[1:], dtype=bool)
-        valid &= np.isfinite(data).all(axis=0)
+        if not np.issubdtype(raw.dtype, np.integer):  # integers scale to finite values
+            valid &= np.isfinite(data).all(axis=0)
         return data, valid
 
     def close(self) -> None:

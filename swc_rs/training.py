@@ -562,7 +562,9 @@ def fit_patch_classifier(feats: pd.DataFrame, labels: np.ndarray, options: Train
         return None, sorted(np.unique(y))
     base = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, learning_rate=0.1, early_stopping=False,
                                           l2_regularization=1.0, class_weight="balanced", random_state=options.seed)
-    clf = CalibratedClassifierCV(base, method="sigmoid", cv=3)
+    # ensemble=False: one booster on all the data, calibrated on 3-fold out-of-fold scores
+    # (a third of the trees of the per-fold ensemble: the model file loads 3× faster).
+    clf = CalibratedClassifierCV(base, method="sigmoid", cv=3, ensemble=False)
     clf.fit(x, y)
     return clf, [str(c) for c in clf.classes_]
 
