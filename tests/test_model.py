@@ -101,6 +101,18 @@ def test_changed_bytes_are_refused(tmp_path):
     assert err.value.exit_code == 2 and "bad.skops" in err.value.message
 
 
+def test_a_loaded_model_is_reused_until_its_file_changes(tmp_path):
+    """A batch worker loads the model once; a file changed in place is verified again."""
+    path = save_model(_random_bundle(0), {}, tmp_path / "m.skops")
+    first = load_model(path)
+    assert load_model(path) is first
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size, same path
+    with pytest.raises(ModelError):
+        load_model(path)
+
+
 def test_tampered_payload_is_refused(tmp_path):
     """A payload swapped inside a valid archive no longer matches the recorded SHA-256."""
     import skops.io as sio

@@ -216,7 +216,8 @@ def _make_chips_parallel(violations, before, after, *, threads: int | None = Non
             threads = len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             threads = os.cpu_count() or 1
-    threads = max(1, min(threads, len(violations) // 20))  # a slice is worth a thread from ~20 patches
+        threads = min(threads, len(violations) // 20)  # a slice is worth a thread from ~20 patches
+    threads = max(1, min(threads, len(violations)))
     if threads == 1:
         return list(make_chips(violations, before, after, **kwargs))
     bounds = np.linspace(0, len(violations), threads + 1).astype(int)
