@@ -227,8 +227,10 @@ def _make_chips_parallel(violations, before, after, *, threads: int | None = Non
         return [chip for part in parts for chip in part]
 
 
-def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions()) -> int:
+def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions(), threads: int | None = None) -> int:
     """Add the chips of ``result``'s suspected patches to ``gpkg`` (the temporary output).
+
+    ``threads``: chip-making threads (None: one per core once there are enough patches).
 
     The images are those of ``result.run_info``. When they cannot be read the chips are
     left out with a warning (the detection itself is not lost).
@@ -249,7 +251,7 @@ def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions()) 
             try:
                 chips = _make_chips_parallel(violations, info["before"], info["after"], sensor=sensor, shift=shift,
                                              dates=(info.get("date_before") or "", info.get("date_after") or ""),
-                                             options=options)
+                                             options=options, threads=threads)
             except (SwcError, OSError, KeyError) as err:
                 log.warning("no evidence chips: %s", err)
                 return 0

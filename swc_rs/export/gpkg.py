@@ -47,7 +47,8 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-def write_result(result, path: str | Path, *, overwrite: bool = False, extra_layers: dict | None = None) -> Path:
+def write_result(result, path: str | Path, *, overwrite: bool = False, extra_layers: dict | None = None,
+                 threads: int | None = None) -> Path:
     """Write the five INTERFACE.md layers (plus ``patch_features``) to ``path``.
 
     Parameters
@@ -60,6 +61,9 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
     extra_layers
         More polygon layers (name → GeoDataFrame), written before styles and project so
         that everything lands in one atomic rename (e.g. the batch's ``finished_patches``).
+    threads
+        Threads for the evidence chips (None: one per core; the batch's tile workers use
+        one each, their parallelism is the tiles).
     """
     path = check_output(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
@@ -82,7 +86,7 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
         from swc_rs.export.chips import write_chips
         from swc_rs.export.styles import write_styles
 
-        write_chips(tmp, result)
+        write_chips(tmp, result, threads=threads)
         write_styles(tmp, path)
         os.replace(tmp, path)
     except BaseException:
