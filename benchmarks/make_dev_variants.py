@@ -6,6 +6,7 @@ while the training pairs are all Sentinel-2 at 10 m. This writes, per training p
 * ``<pair>_rgb``   red, green, blue only, uint8 with a per-band 1–99 % display stretch
                    (as aerial / Google Earth RGB is delivered)
 * ``<pair>_vnir``  blue, green, red, nir (uint16, reflectance ×10000)
+* ``<pair>_30mdn`` the same blocks as raw 8-bit DN (reflectance × 400 + 10, no stretch)
 * ``<pair>_30m``   the six Landsat-like bands averaged over 3×3 blocks, uint8 display
                    stretch; label 1 where ≥ half the block changed, 0 where none did,
                    255 (not labelled) in between
@@ -77,7 +78,7 @@ def make(src: Path, out: Path) -> list[dict]:
         six = [idx[n] for n in ("B02", "B03", "B04", "B08", "B11", "B12")]
         h, w = (before.shape[1] // 3) * 3, (before.shape[2] // 3) * 3
 
-        def agg(a):
+        def agg(a, h=h, w=w):
             return a[:, :h, :w].reshape(a.shape[0], h // 3, 3, w // 3, 3).mean(axis=(2, 4))
 
         b30, a30 = agg(before[six]), agg(after[six])
@@ -96,6 +97,13 @@ def make(src: Path, out: Path) -> list[dict]:
         _write(d / "after.tif", _stretch(a30, both30), prof30, names)
         _write(d / "label.tif", lab[None], {**lprof, "transform": prof30["transform"]}, ("label",))
         rows.append({"pair": d.name, "dataset": f"dev variant 30m of {pair.name}"})
+        # 30 m as raw 8-bit DN: a fixed linear gain and offset (no stretch), like archive Landsat TM
+        d = out / f"{pair.name}_30mdn"
+        d.mkdir(parents=True, exist_ok=True)
+        _write(d / "before.tif", np.clip(b30 * 0.04 + 10, 1, 255).astype(np.uint8), prof30, names)
+        _write(d / "after.tif", np.clip(a30 * 0.04 + 10, 1, 255).astype(np.uint8), prof30, names)
+        _write(d / "label.tif", lab[None], {**lprof, "transform": prof30["transform"]}, ("label",))
+        rows.append({"pair": d.name, "dataset": f"dev variant 30m raw DN of {pair.name}"})
     return rows
 
 

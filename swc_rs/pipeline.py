@@ -247,7 +247,8 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
 
 def _window_polygons(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model, window: Window) -> list:
     """Candidate polygons (grid pixel coordinates) of one window's core."""
-    halo = max(config.raster.halo, config.change.cloud_buffer_px + 2, config.change.closing_px + config.change.opening_px + 2)
+    halo = max(config.raster.halo, config.change.cloud_buffer_px + 2, config.change.closing_px + config.change.opening_px + 2,
+               config.change.magnitude_smoothing_px + 2)
     outer, core = expand_window(window, halo, pair.grid)
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)

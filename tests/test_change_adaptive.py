@@ -170,8 +170,8 @@ def test_relative_typing_skips_the_absolute_non_project_rules():
 
 
 def test_detect_finds_a_new_roof_on_a_display_stretched_8bit_rgb_pair(tmp_path):
-    from tests.conftest import make_scene, write_raster
     from swc_rs.pipeline import DetectRequest, detect
+    from tests.conftest import make_scene, write_raster
 
     scene = make_scene(tmp_path)
     rng = np.random.default_rng(7)
