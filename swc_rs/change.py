@@ -10,6 +10,13 @@ pair's role order):
 4. :func:`candidate_mask` — the disturbance rule: vegetation lost or bright bare/built
    surface gained, excluding water, clouds and shadows.
 5. :func:`clean_mask` — morphology and removal of specks.
+
+The scene-adaptive rule: the smoothed change magnitude above a threshold fitted on the
+scene (:func:`calibrate_scene`, :func:`scene_magnitude_threshold`) also flags a pixel in
+4 when it did not green and is not vegetated after (new roofs and pavement are not bare
+soil). Rasters whose values are not reflectance (8-bit DN or display-stretched RGB; see
+:func:`relative_radiometry`) use that rule alone, with clouds and shadows judged
+against scene percentiles (:func:`relative_window_mask`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,22 @@ from swc_rs.config import ChangeConfig
 
 
 @dataclass(frozen=True)
+class SceneLevels:
+    """Scene percentiles that stand in for absolute cloud/shadow thresholds when the
+    rasters are not reflectance (see :func:`relative_cloud_shadow_mask`).
+
+    bright_high : (before, after)
+        ``relative_cloud_percentile``-th percentile of each date's visible brightness.
+    total_low : (before, after)
+        ``100 - relative_cloud_percentile``-th percentile of each date's mean over all
+        bands (AFTER radiometrically normalised).
+    """
+
+    bright_high: tuple[float, float]
+    total_low: tuple[float, float]
+
+
+@dataclass(frozen=True)
 class Normalisation:
     """AFTER' = gain × AFTER + offset, per band (role order of the pair)."""
 
@@ -32,6 +55,14 @@ class Normalisation:
     pif_count: int = 0
     #: Per-band spread of BEFORE over the scene sample, the unit of the change magnitude.
     scale: np.ndarray | None = None
+    #: Scene threshold of the smoothed change magnitude (:func:`calibrate_scene`); None:
+    #: the scene-adaptive rule is off.
+    magnitude_threshold: float | None = None
+    #: The rasters are not reflectance (:func:`relative_radiometry`): the windows use
+    #: :func:`relative_window_mask` only.
+    relative: bool = False
+    #: Scene brightness levels for the relative cloud/shadow test (relative radiometry only).
+    levels: SceneLevels | None = None
 
     @classmethod
     def identity(cls, bands: int) -> Normalisation:
@@ -43,9 +74,13 @@ class Normalisation:
         return out.astype(np.float32, copy=False)
 
     def to_dict(self) -> dict:
-        return {"gain": [round(float(g), 5) for g in self.gain],
-                "offset": [round(float(o), 5) for o in self.offset],
-                "pif_count": int(self.pif_count)}
+        out = {"gain": [round(float(g), 5) for g in self.gain],
+               "offset": [round(float(o), 5) for o in self.offset],
+               "pif_count": int(self.pif_count)}
+        if self.magnitude_threshold is not None:
+            out["magnitude_threshold"] = round(float(self.magnitude_threshold), 4)
+        out["radiometry"] = "relative" if self.relative else "reflectance"
+        return out
 
 
 def fit_normalisation(
@@ -240,7 +275,9 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.minimum_filter(mask.view(np.uint8), size=2 * radius + 1, mode="constant", cval=0) > 0
 
 
-def candidate_mask(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: ChangeConfig) -> np.ndarray:
+def candidate_mask(
+    ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: ChangeConfig, threshold: float | None = None
+) -> np.ndarray:
     """The per-pixel disturbance rule.
 
     A pixel is a candidate when, on clear land of both dates, the after-date surface
@@ -248,13 +285,21 @@ def candidate_mask(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: C
     ``bare_brightness_min``) and the vegetation index fell by ``ndvi_drop``, or the
     visible brightness rose by ``brightness_rise``, or the whole spectrum changed by
     ``magnitude_min`` scene standard deviations.
+
+    With a scene ``threshold`` (and ``adaptive_magnitude``), a pixel is also a candidate
+    when its smoothed magnitude reaches it, it did not green up by ``greening_max`` and
+    its after-state is not vegetated (vegetation index ≤ ``bare_ndvi_max``) — whatever
+    its brightness: new roofs and pavement are not bright bare soil.
     """
     bare_after = (ev.veg_after <= cfg.bare_ndvi_max) & (ev.bright_after >= cfg.bare_brightness_min)
     changed = (ev.veg_drop >= cfg.ndvi_drop) | (ev.bright_rise >= cfg.brightness_rise)
     if cfg.magnitude_min > 0:
         changed |= ev.magnitude >= cfg.magnitude_min
+    rule = bare_after & changed
+    if threshold is not None and cfg.adaptive_magnitude:
+        rule |= (ev.veg_after <= cfg.bare_ndvi_max) & _adaptive(ev, threshold, cfg)
     water = (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
-    return valid & ~excluded & ~water & bare_after & changed
+    return valid & ~excluded & ~water & rule
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -292,3 +337,157 @@ def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels
         keep[0] = False
         out = keep[labels]
     return out
+
+
+# -- relative radiometry ---------------------------------------------------------------
+RADIOMETRY_MODES = ("auto", "reflectance", "relative")
+
+
+def relative_radiometry(mode: str, dtypes: tuple[str, ...]) -> bool:
+    """Whether the scene-adaptive (relative) rule applies.
+
+    ``mode`` is :attr:`ChangeConfig.radiometry`; with ``auto`` the rule applies when any
+    raster is 8-bit: 8 bits hold DN of an archive sensor or a display-stretched mosaic,
+    never reflectance resolved to the 0.04 steps the absolute thresholds need.
+
+    Raises
+    ------
+    ConfigError
+        ``mode`` is not auto, reflectance or relative.
+    """
+    if mode not in RADIOMETRY_MODES:
+        from swc_rs.errors import ConfigError
+
+        raise ConfigError(f"[change] radiometry = {mode!r} is not known", fix="use auto, reflectance or relative")
+    if mode == "auto":
+        return any(str(d) in ("uint8", "int8") for d in dtypes)
+    return mode == "relative"
+
+
+def smoothed_magnitude(ev: Evidence, cfg: ChangeConfig) -> np.ndarray:
+    """The change magnitude, mean-filtered over ``magnitude_smoothing_px``."""
+    r = cfg.magnitude_smoothing_px
+    if r <= 0:
+        return ev.magnitude
+    return ndimage.uniform_filter(ev.magnitude, size=2 * r + 1, mode="nearest")
+
+
+def scene_magnitude_threshold(values: np.ndarray, cfg: ChangeConfig) -> float:
+    """Threshold of the smoothed change magnitude for a whole scene.
+
+    Otsu's threshold (as in change-vector analysis; top 0.1 % clipped, see
+    :func:`swc_rs.baselines.otsu_threshold`) of ``values``, the smoothed magnitudes of
+    the scene's calibration sample, but never below ``magnitude_min``: a scene without
+    change has a unimodal histogram whose Otsu split lies inside the noise.
+    """
+    from swc_rs.baselines import otsu_threshold
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 100:
+        return float(max(cfg.magnitude_min, 0.0)) or float("inf")
+    return float(max(otsu_threshold(values), cfg.magnitude_min))
+
+
+def scene_levels(windows, cfg: ChangeConfig) -> SceneLevels:
+    """:class:`SceneLevels` of the scene from its sample windows: an iterable of
+    ``(before, after_norm, ev, valid)`` (``(bands, h, w)`` stacks, their
+    :class:`Evidence` and valid mask)."""
+    q = cfg.relative_cloud_percentile
+    parts: list[list[np.ndarray]] = [[], [], [], []]
+    for before, after_norm, ev, valid in windows:
+        for k, values in enumerate((ev.bright_before, ev.bright_after, before.mean(axis=0), after_norm.mean(axis=0))):
+            parts[k].append(values[valid])
+
+    def pct(k, qq):
+        values = np.concatenate(parts[k]) if parts[k] else np.zeros(0)
+        return float(np.percentile(values, qq)) if values.size else float("inf")
+
+    return SceneLevels(bright_high=(pct(0, q), pct(1, q)), total_low=(pct(2, 100 - q), pct(3, 100 - q)))
+
+
+def relative_cloud_shadow_mask(
+    before: np.ndarray, after_norm: np.ndarray, roles: tuple[str, ...], ev: Evidence,
+    levels: SceneLevels, cfg: ChangeConfig, *, min_pixels: int = 1,
+) -> np.ndarray:
+    """Clouds and shadows on rasters that are not reflectance.
+
+    As :func:`cloud_shadow_mask` (white, ``cloud_contrast`` times brighter than the other
+    date, large; shadows darker by ``shadow_ratio`` with a steady vegetation index, large),
+    but "bright" and "dark" are relative to the scene: a cloud top is brighter than all but
+    the top ``100 - relative_cloud_percentile`` % of the OTHER date's ground, a shadow
+    darker than all but its bottom share.
+    """
+    vis = ("blue", "green", "red")
+
+    def clouds(stack, bright, other, other_high):
+        white = indices.whiteness(*(stack[roles.index(r)] for r in vis)) <= cfg.cloud_whiteness
+        return (bright >= other_high) & (bright >= cfg.cloud_contrast * other) & white
+
+    cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
+             | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
+    cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
+    total_b, total_a = before.mean(axis=0), after_norm.mean(axis=0)
+    brighter = np.maximum(total_a, total_b)
+    ratio = np.divide(np.minimum(total_a, total_b), brighter, out=np.ones_like(total_a), where=brighter > 0)
+    dark = np.where(total_a < total_b, total_a <= levels.total_low[0], total_b <= levels.total_low[1])
+    shadow = (ratio < cfg.shadow_ratio) & dark & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
+    return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
+
+
+def _adaptive(ev: Evidence, threshold: float, cfg: ChangeConfig) -> np.ndarray:
+    """Smoothed magnitude at or above ``threshold`` and no greening beyond ``greening_max``."""
+    return (smoothed_magnitude(ev, cfg) >= threshold) & (ev.veg_drop >= -cfg.greening_max)
+
+
+def relative_candidate_mask(ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig) -> np.ndarray:
+    """The disturbance rule for rasters that are not reflectance.
+
+    A pixel is a candidate when its smoothed change magnitude (z-units of the scene,
+    after the radiometric normalisation) reaches the scene ``threshold`` and it did not
+    green up by more than ``greening_max`` (crops and regrowth change as much as a new
+    roof, but the wrong way). No absolute brightness, NDVI or water threshold is used:
+    on DN or display values they do not mean what they say.
+    """
+    return valid & _adaptive(ev, threshold, cfg)
+
+
+def calibrate_scene(
+    read_windows, roles: tuple[str, ...], norm: Normalisation, cfg: ChangeConfig, *, relative: bool, min_pixels: int
+) -> Normalisation:
+    """``norm`` with the scene-adaptive rule's threshold (and, for ``relative``
+    radiometry, the :class:`SceneLevels`), fitted on the scene's sample windows.
+
+    ``read_windows()`` returns a fresh iterable of ``(before, after, valid)`` as read (it
+    is called twice for relative radiometry, so memory holds one window at a time). The
+    threshold is :func:`scene_magnitude_threshold` of the smoothed magnitudes of the
+    clear pixels (clouds, shadows and water left out), so a cloud cannot pull it up to
+    its own level. ``min_pixels`` is the smallest cloud or shadow (pixels).
+    """
+    import dataclasses
+
+    def windows():
+        for before, after, valid in read_windows():
+            after_norm = norm.apply(after)
+            yield before, after_norm, pixel_evidence(before, after, roles, after_norm, norm.scale), valid
+
+    levels = scene_levels(windows(), cfg) if relative else None
+    values = []
+    for before, after_norm, ev, valid in windows():
+        if relative:
+            excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, levels, cfg, min_pixels=min_pixels)
+        else:
+            excluded = cloud_shadow_mask(before, after_norm, roles, ev, cfg, min_pixels=min_pixels)
+            excluded = excluded | (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
+        values.append(smoothed_magnitude(ev, cfg)[valid & ~excluded])
+    threshold = scene_magnitude_threshold(np.concatenate(values) if values else np.zeros(0), cfg)
+    return dataclasses.replace(norm, magnitude_threshold=threshold, levels=levels, relative=relative)
+
+
+def relative_window_mask(
+    before: np.ndarray, after_norm: np.ndarray, valid: np.ndarray, roles: tuple[str, ...], ev: Evidence,
+    norm: Normalisation, cfg: ChangeConfig, *, min_pixels: int,
+) -> np.ndarray:
+    """Candidate mask of one window under relative radiometry (clouds and shadows out)."""
+    excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, norm.levels, cfg, min_pixels=min_pixels)
+    return relative_candidate_mask(ev, valid & ~excluded, norm.magnitude_threshold, cfg)

@@ -22,7 +22,9 @@ FEATURES = (
 )
 
 
-def rule_qtype(feat: pd.DataFrame, cls: ClassifyConfig, change: ChangeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rule_qtype(
+    feat: pd.DataFrame, cls: ClassifyConfig, change: ChangeConfig, *, relative: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """QTYPE, X_CONF and the reason, from object features.
 
     Rules, first match wins:
@@ -39,6 +41,11 @@ def rule_qtype(feat: pd.DataFrame, cls: ClassifyConfig, change: ChangeConfig) ->
        (CV ≥ ``spoil_texture_min``) and irregular (solidity < 0.85) → 弃土（渣）场.
     6. Otherwise → 其他扰动.
 
+    With ``relative`` (rasters that are not reflectance, see
+    :func:`swc_rs.change.relative_radiometry`) rules 1–3 are skipped: their absolute
+    NDWI, vegetation-index and brightness thresholds do not hold on DN or display
+    values (greening is already left out by the relative candidate rule).
+
     X_CONF for rules is a margin score in 0–1 (how far the deciding feature is from
     its threshold), not a calibrated probability; a model gives calibrated ones.
     """
@@ -52,6 +59,8 @@ def rule_qtype(feat: pd.DataFrame, cls: ClassifyConfig, change: ChangeConfig) ->
     dark = (feat["bright_after"].to_numpy() < cls.tillage_brightness_max) & (cv < cls.tillage_texture_max)
     quarry = (red < cls.quarry_redness_max) & (cv >= cls.quarry_texture_min)
     spoil = (red >= cls.spoil_redness_min) & (cv >= cls.spoil_texture_min) & (feat["solidity"].to_numpy() < 0.85)
+    if relative:
+        water = vegetated = dark = np.zeros(n, bool)
     decided = np.zeros(n, bool)
     for mask, value, why in (
         (water, codes.NOT_PROJECT, "水位变化"),

@@ -117,6 +117,29 @@ class ChangeConfig:
         Radius of the morphological opening that removes thin edges (misregistration).
     closing_px : int
         Radius of the closing that joins a patch's fragments.
+    radiometry : str
+        ``reflectance``: the rasters are surface/TOA reflectance and every absolute
+        threshold above (brightness, NDVI of the after-state, clouds, shadows, water)
+        applies. ``relative``: the values are only ordinal (8-bit DN of a Landsat archive,
+        a display-stretched aerial or Google Earth RGB mosaic): absolute reflectance
+        thresholds mean nothing there, so only the scene-adaptive rule is used (see
+        :func:`swc_rs.change.relative_candidate_mask`). ``auto``: relative for 8-bit
+        rasters, reflectance otherwise.
+    adaptive_magnitude : bool
+        Reflectance too: also flag pixels whose smoothed change magnitude reaches the
+        scene's own threshold (Otsu, never below ``magnitude_min``), that did not green
+        up and whose after-state is not vegetated (``bare_ndvi_max``), on clear land.
+        New roofs and pavement are not bare soil, yet change the whole spectrum.
+    magnitude_smoothing_px : int
+        Scene-adaptive rule: radius of the mean filter on the change magnitude before it
+        is thresholded (speckle and sub-pixel misregistration average out; objects do not).
+    greening_max : float
+        Scene-adaptive rule: a pixel whose vegetation index rose by more than this
+        (greening: crops, regrowth) is not disturbance, however much it changed.
+    relative_cloud_percentile : float
+        Relative radiometry: a cloud must be brighter than this percentile of the other
+        date's visible brightness (a shadow darker than the 100 − this percentile of the
+        other date's mean); whiteness, contrast, shadow ratio and minimum area as above.
     """
 
     normalisation_sample: int = 200_000
@@ -137,6 +160,11 @@ class ChangeConfig:
     shadow_buffer_px: int = 3
     opening_px: int = 1
     closing_px: int = 1
+    radiometry: str = "auto"
+    adaptive_magnitude: bool = True
+    magnitude_smoothing_px: int = 1
+    greening_max: float = 0.05
+    relative_cloud_percentile: float = 99.5
 
 
 @dataclass(frozen=True)

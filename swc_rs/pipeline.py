@@ -32,11 +32,14 @@ from rasterio.windows import Window
 from swc_rs import __version__, codes, compliance, indices
 from swc_rs.change import (
     Normalisation,
+    calibrate_scene,
     candidate_mask,
     clean_mask,
     cloud_shadow_mask,
     fit_normalisation,
     pixel_evidence,
+    relative_radiometry,
+    relative_window_mask,
 )
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
@@ -235,6 +238,12 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
         as_.append(after.reshape(len(pair.roles), -1)[:, idx])
     norm = fit_normalisation(np.concatenate(bs, axis=1), np.concatenate(as_, axis=1), pif_fraction=config.change.pif_fraction)
     log.info("radiometric normalisation: gain %s offset %s", norm.to_dict()["gain"], norm.to_dict()["offset"])
+    relative = relative_radiometry(config.change.radiometry, pair.dtypes)
+    if relative or config.change.adaptive_magnitude:  # scene-adaptive rule: threshold from the sample windows
+        norm = calibrate_scene(lambda: (pair.read(w) for w in windows), pair.roles, norm, config.change, relative=relative,
+                               min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
+        log.info("%s radiometry (%s): scene magnitude threshold %.3f", "relative" if relative else "reflectance",
+                 "/".join(pair.dtypes), norm.magnitude_threshold)
     return norm, shift, used
 
 
@@ -266,18 +275,23 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     from scipy import ndimage
 
     halo = max(config.raster.halo, config.change.cloud_buffer_px + 2,
-               config.change.closing_px + config.change.opening_px + 2, RING_PX + 2)
+               config.change.closing_px + config.change.opening_px + 2, RING_PX + 2,
+               config.change.magnitude_smoothing_px + 2)
     outer, core = expand_window(window, halo, pair.grid)
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
     ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale)
-    excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change,
-                                 min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
     mask = None
-    if model is not None:
-        mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
+    if norm.relative:  # not reflectance: the scene-adaptive rule alone
+        mask = relative_window_mask(before, after_norm, valid, pair.roles, ev, norm, config.change,
+                                    min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
+    else:
+        excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change,
+                                     min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
+        if model is not None:
+            mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
     if mask is None:
-        mask = candidate_mask(ev, valid, excluded, config.change)
+        mask = candidate_mask(ev, valid, excluded, config.change, norm.magnitude_threshold)
     mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
     core_mask = mask[core]
     if not core_mask.any():
@@ -563,10 +577,11 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         metric = shape_metrics(frame.geometry.values)
         feats = features_from_stats(stats[keep], metric)
         clock.lap("features")
-        if model is not None:
+        relative = norm.relative  # not reflectance: the model and absolute typing rules do not hold
+        if model is not None and not relative:
             qtype, conf, reason = model.predict_patches(feats, roles=pair.roles, pixel_m=pixel_m)
         else:
-            qtype, conf, reason = rule_qtype(feats, config.classify, config.change)
+            qtype, conf, reason = rule_qtype(feats, config.classify, config.change, relative=relative)
         frame["QTYPE"] = qtype
         frame["X_CONF"] = np.round(conf, 3)
         frame["X_REASON"] = ""
@@ -642,7 +657,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             "normalisation": norm.to_dict(),
             "model": str(request.model) if request.model else "rules",
             "model_id": getattr(model, "model_id", "rules"),
-            "qtype_by": "model" if model is not None and model.applies_to(pair.roles, pixel_m) else "rules",
+            "qtype_by": "model" if model is not None and not relative and model.applies_to(pair.roles, pixel_m) else "rules",
             "parameters": config.to_dict(),
             "workers": _workers(request.workers),
             "n_patches": int(len(judged)),

@@ -366,6 +366,11 @@ class RasterPair:
     def sensor_name(self) -> str:
         return self.before_bands.profile.name
 
+    @property
+    def dtypes(self) -> tuple[str, str]:
+        """Storage data type of BEFORE and AFTER (first band)."""
+        return (str(self._before.dtypes[0]), str(self._after.dtypes[0]))
+
     def describe(self) -> dict:
         return {
             "grid_crs": self.grid.crs.to_string(),
