@@ -211,6 +211,7 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     band = "nir" if "nir" in pair.roles else "red"
     k = pair.roles.index(band)
     shift, used = (0.0, 0.0), 0
+    reads: list = []
     if reg.enabled:
         reads = [pair.read(w) for w in windows]
         rows, cols, used = estimate_shift(
@@ -223,11 +224,12 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
             pair.set_shift(rows, cols)
         else:
             log.info("misregistration %.2f px is below %.2f px; not corrected", math.hypot(rows, cols), reg.min_shift_px)
+    if not reads or pair.shift != (0.0, 0.0):  # (re)read on the corrected grid, once for both fits below
+        reads = [pair.read(w) for w in windows]
     bs, as_ = [], []
     per_window = max(1000, config.change.normalisation_sample // max(len(windows), 1))
     rng = np.random.default_rng(0)
-    for w in windows:
-        before, after, valid = pair.read(w)
+    for before, after, valid in reads:
         bright_b = indices.brightness(*(before[pair.roles.index(r)] for r in ("blue", "green", "red")))
         bright_a = indices.brightness(*(after[pair.roles.index(r)] for r in ("blue", "green", "red")))
         clear = valid & (bright_b < config.change.cloud_brightness) & (bright_a < config.change.cloud_brightness)
@@ -240,7 +242,7 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     log.info("radiometric normalisation: gain %s offset %s", norm.to_dict()["gain"], norm.to_dict()["offset"])
     relative = relative_radiometry(config.change.radiometry, pair.dtypes)
     if relative or config.change.adaptive_magnitude:  # scene-adaptive rule: threshold from the sample windows
-        norm = calibrate_scene(lambda: (pair.read(w) for w in windows), pair.roles, norm, config.change, relative=relative,
+        norm = calibrate_scene(lambda: iter(reads), pair.roles, norm, config.change, relative=relative,
                                min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
         log.info("%s radiometry (%s): scene magnitude threshold %.3f", "relative" if relative else "reflectance",
                  "/".join(pair.dtypes), norm.magnitude_threshold)
