@@ -13,7 +13,7 @@ import pandas as pd
 from swc_rs import codes
 from swc_rs.config import ChangeConfig, ClassifyConfig
 
-#: Object features computed for every patch (see ``pipeline.patch_features``).
+#: Object features computed for every patch (see ``pipeline.features_from_stats``).
 FEATURES = (
     "veg_before", "veg_after", "bright_before", "bright_after", "bright_after_cv",
     "redness_after", "bare_after", "water_before", "water_after", "magnitude",
