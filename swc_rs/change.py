@@ -261,10 +261,39 @@ def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     return keep[labels]
 
 
+#: Up to this radius the square morphology runs as shifted boolean operations (a few
+#: times faster than scipy's min/max filters); larger radii use the filters.
+_SHIFT_RADIUS = 8
+
+
+def _grow_by_shifts(mask: np.ndarray, radius: int, erode_: bool) -> np.ndarray:
+    """Square dilation (or erosion, outside False) by ``radius`` as ``radius`` passes of
+    the 3×3 square, each two separable passes of shifted ORs (ANDs)."""
+    out = np.array(mask, dtype=bool, copy=True)
+    op = np.logical_and if erode_ else np.logical_or
+    for _ in range(radius):
+        for axis in (0, 1):
+            src = out.copy()
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis], hi[axis] = slice(1, None), slice(None, -1)
+            op(out[tuple(lo)], src[tuple(hi)], out=out[tuple(lo)])
+            op(out[tuple(hi)], src[tuple(lo)], out=out[tuple(hi)])
+            if erode_:  # the outside counts as False
+                edge = [slice(None)] * 2
+                edge[axis] = 0
+                out[tuple(edge)] = False
+                edge[axis] = -1
+                out[tuple(edge)] = False
+    return out
+
+
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Grow a mask by ``radius`` pixels (square neighbourhood; separable, fast)."""
     if radius <= 0 or not mask.any():
         return mask
+    if radius <= _SHIFT_RADIUS:
+        return _grow_by_shifts(mask, radius, erode_=False)
     return ndimage.maximum_filter(mask.view(np.uint8), size=2 * radius + 1) > 0
 
 
@@ -272,6 +301,8 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     """Shrink a mask by ``radius`` pixels (square neighbourhood; outside counts as False)."""
     if radius <= 0:
         return mask
+    if radius <= _SHIFT_RADIUS:
+        return _grow_by_shifts(mask, radius, erode_=True)
     return ndimage.minimum_filter(mask.view(np.uint8), size=2 * radius + 1, mode="constant", cval=0) > 0
 
 
@@ -325,7 +356,7 @@ def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels
     if opening_px > 0:
         out = dilate(erode(out, opening_px), opening_px) & out
     if closing_px > 0:
-        grown = ndimage.maximum_filter(out.view(np.uint8), size=2 * closing_px + 1, mode="constant", cval=0) > 0
+        grown = dilate(out, closing_px)
         out = erode(grown, closing_px) | out
     out = fill_holes(out)
     if min_pixels > 1 and out.any():

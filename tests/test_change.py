@@ -89,3 +89,17 @@ def test_fill_holes_matches_scipy(seed, density):
     rng = np.random.default_rng(seed)
     mask = ndimage.binary_opening(rng.random((50, 60)) < density)
     assert (fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 10), st.floats(0.0, 0.6))
+def test_square_morphology_matches_scipy_filters(seed, radius, density):
+    from scipy import ndimage
+
+    from swc_rs.change import dilate, erode
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random(tuple(rng.integers(1, 40, 2))) < density
+    size = 2 * radius + 1
+    assert (dilate(mask, radius) == (ndimage.maximum_filter(mask.view(np.uint8), size=size) > 0)).all()
+    assert (erode(mask, radius) == (ndimage.minimum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0) > 0)).all()
