@@ -326,3 +326,18 @@ def test_failing_tiles_do_not_stop_the_month(city, tmp_path):
     alone = gpd.read_file(tmp_path / "out" / "202611" / "tiles" / "r0c0.gpkg", layer="disturbance_patches")
     assert len(patches) == 2  # A and the piece of S in r0c0
     same_month(patches, alone)
+
+
+def test_tiles_run_with_one_native_thread():
+    """--workers N means N cores: OpenMP/BLAS pools are limited to one thread per tile."""
+    from types import SimpleNamespace
+
+    from threadpoolctl import threadpool_info
+
+    from swc_rs.batch import _one_thread
+
+    task = SimpleNamespace(request=SimpleNamespace(model=Path("any.skops")))
+    with _one_thread(task):
+        pools = threadpool_info()
+        assert pools and all(pool["num_threads"] == 1 for pool in pools)
+        assert any(pool["user_api"] == "openmp" for pool in pools)  # scikit-learn's runtime is covered
