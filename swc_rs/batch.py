@@ -723,6 +723,8 @@ class MonthResult:
     finished: gpd.GeoDataFrame
     previous: Path | None
     not_observed: int
+    #: Per tile: images, sensor, shift, dates and footprint (EPSG:4490), for the evidence chips.
+    tiles: list[dict] = field(default_factory=list)
 
 
 def find_previous(history: Path, period: str) -> Path | None:
@@ -753,7 +755,7 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
     projects = read_projects(settings.projects, settings.projects_layer or None, AREA_CRS)
     sensitive = read_sensitive(settings.sensitive, AREA_CRS)
 
-    frames, footprints, pixel_sizes, dates = [], [], [], []
+    frames, footprints, pixel_sizes, dates, sources = [], [], [], [], []
     for done, tile_id in enumerate(sorted(tile_ids), start=1):
         path = plan.tile_path(tile_id)
         frame = read_layer(path, "disturbance_patches", to_crs=AREA_CRS, what="tile result")
@@ -764,6 +766,10 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
         dates.append((str(info.get("date_before", "")), str(info.get("date_after", ""))))
         if info.get("tile_footprint"):
             footprints.append(shapely.from_wkt(info["tile_footprint"]))
+            sources.append({"tile_id": tile_id, "before": str(info.get("before", "")), "after": str(info.get("after", "")),
+                            "sensor": str(info.get("sensor", "auto")),
+                            "shift": (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0)),
+                            "dates": dates[-1], "footprint": footprints[-1]})
         progress(ASSEMBLY_STAGE, done, total)
     pieces = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=AREA_CRS)
     patches = merge_tile_patches(pieces, settings.seam_tolerance_m)
@@ -843,7 +849,8 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
         features=None,
     )
     progress(ASSEMBLY_STAGE, total, total)
-    return MonthResult(result=result, finished=finished.to_crs(EXCHANGE_CRS), previous=previous_path, not_observed=not_observed)
+    return MonthResult(result=result, finished=finished.to_crs(EXCHANGE_CRS), previous=previous_path, not_observed=not_observed,
+                       tiles=sources)
 
 
 def _finished_patches(previous, current, footprints, plan: BatchPlan, config: DetectConfig):
@@ -885,10 +892,36 @@ def _finished_patches(previous, current, footprints, plan: BatchPlan, config: De
     return finished.reset_index(drop=True), int((gone & ~observed).sum())
 
 
+def month_chips(month: MonthResult) -> list:
+    """Before/after evidence chips of the month's suspected patches, cut from the tile that
+    holds each patch's representative point (a patch merged across tiles shows the part
+    in that tile, its whole outline drawn). Patches outside every tile get none."""
+    from swc_rs.export.chips import _make_chips_parallel
+
+    violations = month.result.violations
+    if len(violations) == 0 or not month.tiles:
+        return []
+    points = violations.geometry.representative_point().values
+    owner = np.full(len(violations), -1)
+    for k, source in enumerate(month.tiles):
+        owner[(owner < 0) & shapely.contains(source["footprint"], points)] = k
+    chips = []
+    for k in np.unique(owner[owner >= 0]):
+        source = month.tiles[k]
+        try:
+            chips.extend(_make_chips_parallel(violations[owner == k], source["before"], source["after"],
+                                              sensor=source["sensor"], shift=source["shift"], dates=source["dates"]))
+        except (SwcError, OSError) as err:  # the month is not lost for want of a picture
+            log.warning("no evidence chips from tile %s: %s", source["tile_id"], err)
+    return chips
+
+
 def write_month(month: MonthResult, path: Path, *, overwrite: bool = False) -> Path:
-    """Write the month GeoPackage atomically: detect's layers plus ``finished_patches``."""
+    """Write the month GeoPackage atomically: detect's layers plus ``finished_patches`` and
+    the suspected patches' evidence chips (from the tile images)."""
     # One atomic write: the embedded QGIS project then names the month file itself.
-    return write_result(month.result, path, overwrite=overwrite, extra_layers={FINISHED_LAYER: month.finished})
+    return write_result(month.result, path, overwrite=overwrite, extra_layers={FINISHED_LAYER: month.finished},
+                        chips=month_chips(month))
 
 
 # -- the run ------------------------------------------------------------------------------------

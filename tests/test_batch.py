@@ -223,6 +223,18 @@ def test_patch_across_tile_edges_is_one_patch(month1):
         n for n, _ in pyogrio.list_layers(month1 / "out" / "202611" / "swc_202611.gpkg")}
 
 
+def test_month_has_evidence_chips_for_every_suspected_patch(month1):
+    from swc_rs.export.chips import read_chips
+
+    output = month1 / "out" / "202611" / "swc_202611.gpkg"
+    suspected = gpd.read_file(output, layer="suspected_violations")
+    assert len(suspected) >= 1
+    chips = read_chips(output)
+    assert sorted((c.QDNM, c.DATE_KIND) for c in chips) == sorted(
+        (q, k) for q in suspected.QDNM for k in ("before", "after"))
+    assert all(c.PNG[:8] == b"\x89PNG\r\n\x1a\n" and c.WIDTH > 0 for c in chips)
+
+
 def test_month_project_names_the_month_file(month1):
     import sqlite3
 

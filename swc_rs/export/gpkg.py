@@ -7,9 +7,11 @@ replaced only with ``overwrite=True``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
 
 
 def write_result(result, path: str | Path, *, overwrite: bool = False, extra_layers: dict | None = None,
-                 threads: int | None = None) -> Path:
+                 threads: int | None = None, chips: list | None = None) -> Path:
     """Write the five INTERFACE.md layers (plus ``patch_features``) to ``path``.
 
     Parameters
@@ -64,6 +66,9 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
     threads
         Threads for the evidence chips (None: one per core; the batch's tile workers use
         one each, their parallelism is the tiles).
+    chips
+        Evidence chips made elsewhere (the batch month cuts them from its tiles); None
+        makes them from ``result.run_info``'s two images.
     """
     path = check_output(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
@@ -86,7 +91,13 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
         from swc_rs.export.chips import write_chips
         from swc_rs.export.styles import write_styles
 
-        write_chips(tmp, result, threads=threads)
+        if chips is None:
+            write_chips(tmp, result, threads=threads)
+        else:
+            from swc_rs.export.chips import store_chips
+
+            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+                store_chips(con, chips)
         write_styles(tmp, path)
         os.replace(tmp, path)
     except BaseException:
