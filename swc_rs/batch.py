@@ -725,6 +725,9 @@ class MonthResult:
     not_observed: int
     #: Per tile: images, sensor, shift, dates and footprint (EPSG:4490), for the evidence chips.
     tiles: list[dict] = field(default_factory=list)
+    #: Per month patch (by ``month_qdnm``): its largest piece's ``tile`` and tile ``qdnm``,
+    #: and whether it is that piece unchanged (``single``).
+    origin: pd.DataFrame | None = None
 
 
 def find_previous(history: Path, period: str) -> Path | None:
@@ -766,7 +769,8 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
         dates.append((str(info.get("date_before", "")), str(info.get("date_after", ""))))
         if info.get("tile_footprint"):
             footprints.append(shapely.from_wkt(info["tile_footprint"]))
-            sources.append({"tile_id": tile_id, "before": str(info.get("before", "")), "after": str(info.get("after", "")),
+            sources.append({"tile_id": tile_id, "output": path,
+                            "before": str(info.get("before", "")), "after": str(info.get("after", "")),
                             "sensor": str(info.get("sensor", "auto")),
                             "shift": (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0)),
                             "dates": dates[-1], "footprint": footprints[-1]})
@@ -784,6 +788,10 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
     cent = judged.geometry.representative_point()
     order = np.lexsort((np.round(cent.x.to_numpy(), 1), -np.round(cent.y.to_numpy(), 1)))
     judged = judged.iloc[order].reset_index(drop=True)
+    # Where each month patch came from: a patch of one piece is its tile's patch unchanged
+    # (its evidence chips, if the tile made them, can be reused under the month's QDNM).
+    origin = pd.DataFrame({"tile": patches["_tile"].to_numpy()[order], "qdnm": patches["QDNM"].astype(str).to_numpy()[order],
+                           "single": (patches["_pieces"].to_numpy() == 1)[order]})
 
     previous_path = settings.previous or find_previous(settings.history or settings.output, plan.period)
     previous = None
@@ -849,8 +857,9 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
         features=None,
     )
     progress(ASSEMBLY_STAGE, total, total)
+    origin["month_qdnm"] = judged["QDNM"].to_numpy()
     return MonthResult(result=result, finished=finished.to_crs(EXCHANGE_CRS), previous=previous_path, not_observed=not_observed,
-                       tiles=sources)
+                       tiles=sources, origin=origin)
 
 
 def _finished_patches(previous, current, footprints, plan: BatchPlan, config: DetectConfig):
@@ -893,19 +902,39 @@ def _finished_patches(previous, current, footprints, plan: BatchPlan, config: De
 
 
 def month_chips(month: MonthResult) -> list:
-    """Before/after evidence chips of the month's suspected patches, cut from the tile that
-    holds each patch's representative point (a patch merged across tiles shows the part
-    in that tile, its whole outline drawn). Patches outside every tile get none."""
-    from swc_rs.export.chips import _make_chips_parallel
+    """Before/after evidence chips of the month's suspected patches.
+
+    A patch that is one tile's patch unchanged takes the chips its tile already made
+    (renamed to the month's QDNM); the others (merged across tiles, or suspected only
+    after the month's re-judging) are cut from the tile that holds the patch's
+    representative point (a merged patch shows the part in that tile, its whole outline
+    drawn). Patches outside every tile get none."""
+    from swc_rs.export.chips import _make_chips_parallel, read_chips
 
     violations = month.result.violations
     if len(violations) == 0 or not month.tiles:
         return []
+    # A patch that is one tile's patch unchanged reuses the chips that tile already made.
+    chips = []
+    if month.origin is not None:
+        wanted = month.origin[month.origin["single"] & month.origin["month_qdnm"].isin(set(violations["QDNM"]))]
+        paths = {s["tile_id"]: s.get("output") for s in month.tiles}
+        for tile_id, rows in wanted.groupby("tile"):
+            if not paths.get(tile_id):
+                continue
+            rename = dict(zip(rows["qdnm"], rows["month_qdnm"], strict=True))
+            for chip in read_chips(paths[tile_id]):
+                if chip.QDNM in rename:
+                    chips.append(dataclasses.replace(chip, QDNM=rename[chip.QDNM]))
+    have = {c.QDNM for c in chips if c.DATE_KIND == "before"} & {c.QDNM for c in chips if c.DATE_KIND == "after"}
+    chips = [c for c in chips if c.QDNM in have]
+    violations = violations[~violations["QDNM"].isin(have)]
+    if len(violations) == 0:
+        return chips
     points = violations.geometry.representative_point().values
     owner = np.full(len(violations), -1)
     for k, source in enumerate(month.tiles):
         owner[(owner < 0) & shapely.contains(source["footprint"], points)] = k
-    chips = []
     for k in np.unique(owner[owner >= 0]):
         source = month.tiles[k]
         try:
