@@ -909,7 +909,7 @@ def month_chips(month: MonthResult) -> list:
     after the month's re-judging) are cut from the tile that holds the patch's
     representative point (a merged patch shows the part in that tile, its whole outline
     drawn). Patches outside every tile get none."""
-    from swc_rs.export.chips import _make_chips_parallel, read_chips
+    from swc_rs.export.chips import make_chips_threaded, read_chips
 
     violations = month.result.violations
     if len(violations) == 0 or not month.tiles:
@@ -938,7 +938,7 @@ def month_chips(month: MonthResult) -> list:
     for k in np.unique(owner[owner >= 0]):
         source = month.tiles[k]
         try:
-            chips.extend(_make_chips_parallel(violations[owner == k], source["before"], source["after"],
+            chips.extend(make_chips_threaded(violations[owner == k], source["before"], source["after"],
                                               sensor=source["sensor"], shift=source["shift"], dates=source["dates"]))
         except (SwcError, OSError) as err:  # the month is not lost for want of a picture
             log.warning("no evidence chips from tile %s: %s", source["tile_id"], err)

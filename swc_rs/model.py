@@ -22,6 +22,7 @@ SHA-256 matches the recorded one. Any failure raises :class:`~swc_rs.errors.Mode
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import zipfile
 from pathlib import Path
@@ -173,8 +174,8 @@ def _checked_load(loader, source, path, what: str):
         ) from err
 
 
-def load_bundle(path: str | Path) -> tuple[dict, dict]:
-    """The verified ``(bundle, card)`` of a model file.
+def load_bundle(path: str | Path, data: bytes | None = None) -> tuple[dict, dict]:
+    """The verified ``(bundle, card)`` of a model file (``data``: its bytes, when already read).
 
     Raises
     ------
@@ -188,10 +189,10 @@ def load_bundle(path: str | Path) -> tuple[dict, dict]:
     if not path.is_file():
         raise ModelError("model file does not exist", path=path, fix="check the path, or run with --rules")
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except OSError as err:
         raise ModelError(f"cannot be read ({err})", path=path, fix="check the file's permissions") from err
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ModelError("is not a skops archive", path=path, fix="give a model written by `swc-rs train`, or run with --rules")
     outer = _checked_load(lambda trusted: sio.loads(data, trusted=trusted), {"data": data}, path, "the file")
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
@@ -226,12 +227,13 @@ def load_model(path: str | Path) -> PatchModel:
     """
     path = Path(path)
     try:
-        key = (str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())
+        data = path.read_bytes()
+        key = (str(path.resolve()), hashlib.sha256(data).hexdigest())
     except OSError:
-        key = None  # load_bundle says what is wrong with the file
+        data, key = None, None  # load_bundle says what is wrong with the file
     if key is not None and key in _LOADED:
         return _LOADED[key]
-    bundle, card = load_bundle(path)
+    bundle, card = load_bundle(path, data)
     model = PatchModel(bundle, card, path=path)
     if key is not None:
         _LOADED.clear()  # keep one model: a process running many tiles does not pile them up

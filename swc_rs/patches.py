@@ -11,20 +11,36 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio import features
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+#: 8-connectivity, as rasterio's polygoniser uses.
+EIGHT = np.ones((3, 3), dtype=bool)
+
 
 def polygonize_window(mask: np.ndarray, row_off: int, col_off: int) -> list[shapely.Polygon]:
-    """Polygons (pixel coordinates of the whole grid) of the True cells of one window."""
+    """Polygons (pixel coordinates of the whole grid) of the True cells of one window,
+    one per 8-connected component."""
     if not mask.any():
         return []
+    labels, _ = ndimage.label(mask, structure=EIGHT)
+    return polygonize_labels(labels, row_off, col_off)
+
+
+def polygonize_labels(labels: np.ndarray, row_off: int, col_off: int) -> list[shapely.Geometry]:
+    """The polygon of each label 1..``labels.max()`` (8-connected components, e.g. from
+    ``scipy.ndimage.label``), in pixel coordinates of the whole grid; item ``k`` is label
+    ``k + 1``, so per-label statistics line up with the polygons."""
+    count = int(labels.max()) if labels.size else 0
+    polygons: list = [None] * count
     transform = Affine.translation(col_off, row_off)
-    return [
-        shapely.geometry.shape(geom)
-        for geom, value in features.shapes(mask.astype(np.uint8), mask=mask, connectivity=8, transform=transform)
-        if value == 1
-    ]
+    for geom, value in features.shapes(labels.astype(np.int32, copy=False), mask=labels > 0, connectivity=8,
+                                       transform=transform):
+        k = int(value) - 1
+        piece = shapely.geometry.shape(geom)
+        polygons[k] = piece if polygons[k] is None else shapely.union(polygons[k], piece)
+    return polygons
 
 
 def merge_seams(polygons: list[shapely.Geometry], window_size: int, *, return_owner: bool = False):

@@ -9,6 +9,7 @@ rasters in → aligned pair (``raster``) → co-registration and normalisation
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -25,8 +26,6 @@ import numpy as np
 import pandas as pd
 import pyproj
 import shapely
-from affine import Affine
-from rasterio import features as rfeatures
 from rasterio.windows import Window
 
 from swc_rs import __version__, codes, compliance, indices
@@ -46,7 +45,7 @@ from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
 from swc_rs.errors import SwcWarning, VectorInputError
 from swc_rs.history import link_previous
-from swc_rs.patches import merge_seams, shape_metrics, to_map
+from swc_rs.patches import EIGHT, merge_seams, polygonize_labels, shape_metrics, to_map
 from swc_rs.raster import RasterPair, expand_window, file_checksum, iter_windows, sample_windows
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer, repair_geometries, warn_if_empty
 
@@ -261,8 +260,6 @@ STAT_COLUMNS = (
 #: describe its surroundings (ring_veg_before, ring_bright_after).
 RING_PX = 5
 
-_EIGHT = np.ones((3, 3), dtype=bool)
-
 
 def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model,
                     window: Window) -> tuple[list, np.ndarray]:
@@ -298,13 +295,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     core_mask = mask[core]
     if not core_mask.any():
         return [], np.zeros((0, len(STAT_COLUMNS)))
-    core_labels, count = ndimage.label(core_mask, structure=_EIGHT)
-    polygons: list = [None] * count
-    transform = Affine.translation(int(window.col_off), int(window.row_off))
-    for geom, value in rfeatures.shapes(core_labels, mask=core_mask, connectivity=8, transform=transform):
-        k = int(value) - 1
-        piece = shapely.geometry.shape(geom)
-        polygons[k] = piece if polygons[k] is None else shapely.union(polygons[k], piece)
+    core_labels, count = ndimage.label(core_mask, structure=EIGHT)
+    polygons = polygonize_labels(core_labels, int(window.row_off), int(window.col_off))
 
     # Sums over the patches' bounding box plus the ring (reflect edges never reach a patch pixel).
     labels = np.zeros(mask.shape, dtype=np.int32)
@@ -325,35 +317,34 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     def total(values, sel=sel_in, lab=lab_in):
         return np.bincount(lab, weights=np.asarray(values).ravel()[sel].astype(np.float64), minlength=count + 1)[1:]
 
-    def cut(array):
-        return array[box]
-
-    bright_after = cut(ev.bright_after)
-    veg_after = cut(ev.veg_after).astype(np.float64)
+    # The evidence of the box only: the statistics never look outside it.
+    ev = dataclasses.replace(ev, **{f.name: getattr(ev, f.name)[box] for f in dataclasses.fields(ev)
+                                    if isinstance(getattr(ev, f.name), np.ndarray)})
+    veg_after = ev.veg_after.astype(np.float64)
     # Fine texture: mean absolute deviation from the 3×3 mean (lumpy spoil and benched
     # rock are rough; cleared subsoil and fields are even).
-    fine = np.abs(bright_after - ndimage.uniform_filter(bright_after, size=3))
+    fine = np.abs(ev.bright_after - ndimage.uniform_filter(ev.bright_after, size=3))
     water = config.change.water_ndwi
-    candidate = candidate_mask(ev, valid, np.zeros_like(valid), config.change)[box]
+    candidate = candidate_mask(ev, ok, np.zeros_like(ok), config.change)
     red, blue = after[pair.roles.index("red")][box], after[pair.roles.index("blue")][box]
     stats = np.column_stack([
         np.bincount(lab_in, minlength=count + 1)[1:].astype(np.float64),
-        total(cut(ev.veg_before)),
+        total(ev.veg_before),
         total(veg_after),
         total(veg_after**2),
-        total(cut(ev.bright_before)),
-        total(bright_after),
-        total(bright_after.astype(np.float64) ** 2),
+        total(ev.bright_before),
+        total(ev.bright_after),
+        total(ev.bright_after.astype(np.float64) ** 2),
         total(indices.redness(red, blue)),
-        total(cut(ev.bare_after)),
-        total(cut(ev.water_before) > water),
-        total(cut(ev.water_after) > water),
-        total(cut(ev.magnitude)),
+        total(ev.bare_after),
+        total(ev.water_before > water),
+        total(ev.water_after > water),
+        total(ev.magnitude),
         total(candidate),
         total(fine),
         np.bincount(lab_ring, minlength=count + 1)[1:].astype(np.float64),
-        total(cut(ev.veg_before), sel_ring, lab_ring),
-        total(bright_after, sel_ring, lab_ring),
+        total(ev.veg_before, sel_ring, lab_ring),
+        total(ev.bright_after, sel_ring, lab_ring),
     ])
     return polygons, stats
 

@@ -66,14 +66,14 @@ def test_chips_for_every_suspected_patch(output, suspected):
 def test_chips_made_on_threads_equal_one_thread(output, suspected):
     import pyogrio
 
-    from swc_rs.export.chips import _make_chips_parallel
+    from swc_rs.export.chips import make_chips_threaded
 
     info = pyogrio.read_dataframe(output, layer="run_info").iloc[0]
     both = suspected.loc[list(suspected.index) * 3].reset_index(drop=True)  # enough rows for two slices
     both["QDNM"] = [f"{q}-{k}" for k, q in enumerate(both.QDNM)]
     args = dict(sensor="auto", shift=(float(info.shift_rows), float(info.shift_cols)), dates=("t1", "t2"))
-    one = _make_chips_parallel(both, info.before, info.after, threads=1, **args)
-    two = _make_chips_parallel(both, info.before, info.after, threads=2, **args)
+    one = make_chips_threaded(both, info.before, info.after, threads=1, **args)
+    two = make_chips_threaded(both, info.before, info.after, threads=2, **args)
     assert [(c.QDNM, c.DATE_KIND) for c in two] == [(q, k) for q in both.QDNM for k in ("before", "after")]
     assert two == one
 

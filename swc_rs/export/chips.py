@@ -204,7 +204,7 @@ def store_chips(con: sqlite3.Connection, chips) -> int:
     return count
 
 
-def _make_chips_parallel(violations, before, after, *, threads: int | None = None, **kwargs) -> list[Chip]:
+def make_chips_threaded(violations, before, after, *, threads: int | None = None, **kwargs) -> list[Chip]:
     """:func:`make_chips` over ``threads`` slices of ``violations`` at once (each thread
     opens its own datasets; reading, resampling and PNG encoding release the GIL).
     Chips come back in the order of ``violations``."""
@@ -249,7 +249,7 @@ def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions(), 
         with con:
             create_table(con)
             try:
-                chips = _make_chips_parallel(violations, info["before"], info["after"], sensor=sensor, shift=shift,
+                chips = make_chips_threaded(violations, info["before"], info["after"], sensor=sensor, shift=shift,
                                              dates=(info.get("date_before") or "", info.get("date_after") or ""),
                                              options=options, threads=threads)
             except (SwcError, OSError, KeyError) as err:
