@@ -534,13 +534,17 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                     resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
             _WindowPool(request, _workers(request.workers), pair) as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="swc-rs-model") as loader:
-        # The model loads in a thread while the vectors are read and the pair calibrated.
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:
+        # The model loads and the inputs' checksums (for run_info) are taken in threads
+        # while the vectors are read and the pair calibrated (hashing releases the GIL).
         model_future = None
         if request.model is not None:
             from swc_rs.model import load_model
 
             model_future = loader.submit(load_model, request.model)
+        sums = {name: loader.submit(_checksums, paths) for name, paths in (
+            ("before", [request.before]), ("after", [request.after]), ("zones", [request.zones]),
+            ("projects", [request.projects]), ("sensitive", list(request.sensitive)))}
         area_crs = choose_area_crs(pair)
         zones = read_zones(request.zones, request.zones_layer, area_crs)
         projects = read_projects(request.projects, request.projects_layer, area_crs)
@@ -628,16 +632,16 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
             "swc_rs_version": __version__,
             "python": platform.python_version(),
             "before": str(request.before),
-            "before_sha256": file_checksum(request.before),
+            "before_sha256": sums["before"].result(),
             "after": str(request.after),
-            "after_sha256": file_checksum(request.after),
+            "after_sha256": sums["after"].result(),
             "zones": str(request.zones),
-            "zones_sha256": file_checksum(request.zones),
+            "zones_sha256": sums["zones"].result(),
             "projects": str(request.projects),
-            "projects_sha256": file_checksum(request.projects),
+            "projects_sha256": sums["projects"].result(),
             "previous": str(request.previous or ""),
             "sensitive": ";".join(str(p) for p in request.sensitive),
-            "sensitive_sha256": ";".join(file_checksum(p) for p in request.sensitive),
+            "sensitive_sha256": sums["sensitive"].result(),
             "date_before": t1.isoformat() if t1 else "",
             "date_after": t2.isoformat() if t2 else "",
             "period": period,
@@ -671,6 +675,10 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         features=feats,
         tables=tables,
     )
+
+
+def _checksums(paths: list) -> str:
+    return ";".join(file_checksum(p) for p in paths)
 
 
 def _multi(geom):

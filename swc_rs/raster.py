@@ -12,7 +12,7 @@ import hashlib
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,7 +281,7 @@ class RasterPair:
             return None
         return int(round(row)), int(round(col))
 
-    def _read_native(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    def _read_native(self, window: Window, roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """AFTER on the grid, shifted by ``self.shift`` with bilinear interpolation.
 
         Output pixel (r, c) samples AFTER at (r - drow, c - dcol) in grid pixels, like the
@@ -296,11 +296,12 @@ class RasterPair:
         a = self._after
         top, left = max(0, r0), max(0, c0)
         bottom, right = min(a.height, r0 + h + 1), min(a.width, c0 + w + 1)
-        data, valid = self._read_one(a, self.after_bands, Window(left, top, max(0, right - left), max(0, bottom - top)))
+        data, valid = self._read_one(a, self.after_bands, Window(left, top, max(0, right - left), max(0, bottom - top)),
+                                     roles=roles)
         pad = ((top - r0, r0 + h + 1 - bottom), (left - c0, c0 + w + 1 - right))
         if any(p for pair in pad for p in pair):
             if data.shape[1] == 0 or data.shape[2] == 0:
-                return np.zeros((len(self.roles), h, w), np.float32), np.zeros((h, w), bool)
+                return np.zeros((len(roles or self.roles), h, w), np.float32), np.zeros((h, w), bool)
             data = np.pad(data, ((0, 0), *pad), mode="edge")
             valid = np.pad(valid, pad, mode="constant", constant_values=False)
         if fr == 0 and fc == 0:
@@ -384,8 +385,11 @@ class RasterPair:
         }
 
     # -- reads ----------------------------------------------------------------------
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read(self, window: Window, roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reflectance of both dates in ``window`` of the grid.
+
+        ``roles``: read only these bands (e.g. red, green, blue for a true-colour
+        chip), in that order; default every band role of the pair.
 
         Returns
         -------
@@ -396,15 +400,16 @@ class RasterPair:
         """
         row0, col0 = self._before_offset
         bwin = Window(window.col_off + col0, window.row_off + row0, window.width, window.height)
-        before, bvalid = self._read_one(self._before, self.before_bands, bwin)
+        before, bvalid = self._read_one(self._before, self.before_bands, bwin, roles=roles)
         if self._native is not None:
-            after, avalid = self._read_native(window)
+            after, avalid = self._read_native(window, roles)
         else:
-            after, avalid = self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None)
+            after, avalid = self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None,
+                                           roles=roles)
         return before, after, bvalid & avalid
 
-    def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False):
-        indexes = [bands.profile.bands[r] for r in self.roles]
+    def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False, roles: Sequence[str] | None = None):
+        indexes = [bands.profile.bands[r] for r in (roles or self.roles)]
         raw = ds.read(indexes, window=window)
         data = raw.astype(np.float32) * np.float32(bands.scale)
         if alpha:

@@ -312,7 +312,8 @@ def test_killed_run_resumes_to_the_same_month(city, month1, tmp_path):
     same_month(month(tmp_path, "202611"), month(month1, "202611"))
 
 
-def test_failing_tiles_do_not_stop_the_month(city, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_tiles_do_not_stop_the_month(city, tmp_path, workers):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 100)  # a truncated TIFF
@@ -325,7 +326,7 @@ def test_failing_tiles_do_not_stop_the_month(city, tmp_path):
         f"corrupt,{good}/before.tif,bad/corrupt.tif\n"
         f"no_overlap,{good}/before.tif,bad/far.tif\n", encoding="utf-8")
     config = write_config(city, tmp_path, catalog='csv = "tiles.csv"')
-    result = CliRunner().invoke(batch_command, [str(config), "--period", "202611"])
+    result = CliRunner().invoke(batch_command, [str(config), "--period", "202611", "--workers", str(workers)])
     assert result.exit_code == 4, result.output
     assert "failed corrupt" in result.output and "failed no_overlap" in result.output
     summary = json.loads((tmp_path / "out" / "202611" / "swc_202611.summary.json").read_text(encoding="utf-8"))

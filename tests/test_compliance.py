@@ -105,6 +105,25 @@ def test_qarea_is_inside_area_plus_earea(dx, dy, w, h):
         assert out.QAREA[0] == pytest.approx(inside + out.EAREA[0], abs=1e-4)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(-300, 300), st.floats(-300, 300), st.floats(10, 250), st.floats(10, 250)),
+                min_size=1, max_size=6))
+def test_earea_is_the_area_outside_the_union_of_all_ranges(boxes):
+    """Overlapping ranges: EAREA of an overrun is area(P \\ union of every range)."""
+    ranges = [shapely.box(x, y, x + w, y + h) for x, y, w, h in boxes]
+    patches = [shapely.box(-200, -200, 200, 200), shapely.box(-50, -50, 50, 50), shapely.box(250, -300, 400, -150)]
+    out = judge(_patches(patches), _ranges(ranges), None, CONFIG, pixel_size_m=2)
+    union = shapely.union_all(ranges)
+    for i, patch in enumerate(patches):
+        outside = patch.difference(union).area / 10_000
+        if out.BYD[i] == codes.OVERRUN:
+            assert out.EAREA[i] == pytest.approx(outside, abs=1e-4)
+        elif out.BYD[i] == codes.COMPLIANT:
+            assert outside <= max(0.04, 0.05 * out.QAREA[i]) + 1e-9 or out.X_RULE[i].endswith("宽度）")
+        else:
+            assert not patch.intersection(union).area > 0
+
+
 def test_project_summary_takes_worst_colour():
     patches = _patches([shapely.box(10, 10, 90, 90), shapely.box(50, 0, 250, 100)])
     ranges = _ranges([shapely.box(0, 0, 100, 100)], darea=[1.0])
