@@ -34,7 +34,7 @@ Exit codes: 0 done; 2 bad configuration; 4 finished, but some tiles failed.
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask distributed scheduler, e.g. tcp://HOST:8786; local worker processes when absent.")
 @click.option("--workers", type=click.IntRange(0, 1024), default=None,
-              help="Local worker processes (tiles at once); 0 = every core. Overrides [batch] workers.")
+              help="Tiles at once on this machine (this process and N-1 spawned ones); 0 = every core. Overrides [batch] workers.")
 @click.option("--resume", is_flag=True, help="Skip tiles committed by an interrupted run of the same configuration.")
 @click.option("--overwrite", is_flag=True, help="Replace this month's output (with --resume: keep the committed tiles).")
 @verbosity_options
