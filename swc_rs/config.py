@@ -140,6 +140,23 @@ class ChangeConfig:
         Relative radiometry: a cloud must be brighter than this percentile of the other
         date's visible brightness (a shadow darker than the 100 − this percentile of the
         other date's mean); whiteness, contrast, shadow ratio and minimum area as above.
+    relative_whitening : bool
+        Relative radiometry: measure the change magnitude in the scene's own no-change
+        units — the per-pixel difference vector whitened by its robust covariance,
+        fitted on the calibration sample with chi-square re-weighting (as IR-MAD
+        re-weights, but on the already normalised difference, so it cannot collapse).
+        Differences that every unchanged pixel shares (haze, a colour cast, a stretch
+        that differs per band) count little; a new roof or clearing, unlike the
+        scene's noise, counts a lot. Off: the magnitude in BEFORE's band spreads.
+    magnitude_noise_sigmas : float
+        Relative radiometry: the scene threshold is never below the median of the
+        smoothed magnitude plus this many robust standard deviations (1.4826 × MAD) of
+        it. Otsu assumes two classes of comparable size; when change covers ~1 % of a
+        scene its split lies inside the no-change tail and flags seasonal noise. 0 disables.
+    relative_opening_px : int
+        Relative radiometry: radius of the opening instead of ``opening_px``. The
+        smoothed magnitude already averages out misregistration edges, and at 10–30 m
+        a changed building is one to three pixels wide, which an opening erases.
     """
 
     normalisation_sample: int = 200_000
@@ -165,6 +182,9 @@ class ChangeConfig:
     magnitude_smoothing_px: int = 1
     greening_max: float = 0.05
     relative_cloud_percentile: float = 99.5
+    relative_whitening: bool = True
+    magnitude_noise_sigmas: float = 5.0
+    relative_opening_px: int = 0
 
 
 @dataclass(frozen=True)
