@@ -245,7 +245,7 @@ def cloud_shadow_mask(
     brightness falls below ``shadow_ratio`` of the other date and the darker date is
     dark in absolute terms (``shadow_dark_max``). Both are large: components smaller
     than ``min_pixels`` are bright roofs or dark new surfaces, i.e. real change, and are
-    kept. What remains is grown by the buffers (haze and penumbra at the edges).
+    kept (clouds also when smaller than ``cloud_min_pixels``, whatever the pixel size). What remains is grown by the buffers (haze and penumbra at the edges).
     """
     def clouds(stack, bright, other):
         vis = [stack[roles.index(r)] for r in ("blue", "green", "red")]
@@ -253,7 +253,7 @@ def cloud_shadow_mask(
         return (bright >= cfg.cloud_brightness) & (bright >= cfg.cloud_contrast * other) & white
 
     cloud = clouds(before, ev.bright_before, ev.bright_after) | clouds(after, ev.bright_after, ev.bright_before)
-    cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, max(min_pixels, cfg.cloud_min_pixels)), cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)
     darker = np.minimum(total_a, total_b)
@@ -532,7 +532,7 @@ def relative_cloud_shadow_mask(
 
     cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
              | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
-    cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, max(min_pixels, cfg.cloud_min_pixels)), cfg.cloud_buffer_px)
     total_b, total_a = before.mean(axis=0), after_norm.mean(axis=0)
     brighter = np.maximum(total_a, total_b)
     ratio = np.divide(np.minimum(total_a, total_b), brighter, out=np.ones_like(total_a), where=brighter > 0)

@@ -106,6 +106,13 @@ class ChangeConfig:
         Dilation of the cloud mask (haze at cloud edges).
     cloud_min_area_m2 : float
         Clouds and shadows are large: smaller bright/dark components are kept as change.
+    cloud_min_pixels : int
+        A cloud is also never smaller than this many pixels, whatever the pixel size.
+        The cloud test is brightness, whiteness and size; on a coarse grid (30 m:
+        ``cloud_min_area_m2`` is 5 pixels) a handful of bright white pixels is a new
+        roof far more often than a cloud, and the cloud buffer would hide the change
+        around it too. (Shadows keep ``cloud_min_area_m2``: a dark new surface is not
+        hidden by a buffer as wide.)
     shadow_ratio : float
         A pixel whose brightness (all bands) falls below this ratio of the other date is
         treated as shadow on the darker date.
@@ -172,6 +179,7 @@ class ChangeConfig:
     cloud_contrast: float = 1.5
     cloud_buffer_px: int = 6
     cloud_min_area_m2: float = 5000.0
+    cloud_min_pixels: int = 100
     shadow_ratio: float = 0.7
     shadow_dark_max: float = 0.07
     shadow_buffer_px: int = 3

@@ -88,3 +88,26 @@ def test_calibrate_scene_whitens_only_relative_radiometry():
     off = calibrate_scene(lambda: [(before, after, valid)], RGB, norm, dataclasses.replace(cfg, relative_whitening=False),
                           relative=True, min_pixels=10_000)
     assert off.whitening is None
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_cloud_smaller_than_cloud_min_pixels_is_kept_as_change(relative):
+    """On a coarse grid the area floor is a few pixels; a 6×6 bright white blob (a new
+    roof at 30 m) must not be masked as cloud, a 20×20 one still is."""
+    from swc_rs.change import SceneLevels, cloud_shadow_mask, relative_cloud_shadow_mask
+
+    rng = np.random.default_rng(2)
+    before = (np.array([0.05, 0.08, 0.06], np.float32)[:, None, None]
+              * (1 + 0.02 * rng.standard_normal((1, 80, 80)))).astype(np.float32)
+    after = before.copy()
+    after[:, 5:11, 5:11] = 0.6  # small white blob
+    after[:, 40:60, 40:60] = 0.6  # large white blob
+    cfg = dataclasses.replace(ChangeConfig(), cloud_min_pixels=100, cloud_buffer_px=0)
+    ev = pixel_evidence(before, after, RGB, after, np.full(3, 0.02, np.float32))
+    if relative:
+        levels = SceneLevels(bright_high=(0.2, 0.2), total_low=(0.0, 0.0))
+        masked = relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=5)
+    else:
+        masked = cloud_shadow_mask(before, after, RGB, ev, cfg, min_pixels=5)
+    assert not masked[5:11, 5:11].any()
+    assert masked[40:60, 40:60].all()
