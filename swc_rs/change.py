@@ -40,10 +40,15 @@ class SceneLevels:
     total_low : (before, after)
         ``100 - relative_cloud_percentile``-th percentile of each date's mean over all
         bands (AFTER radiometrically normalised).
+    veg_after_median
+        Median of AFTER's vegetation index (as delivered).
     """
 
     bright_high: tuple[float, float]
     total_low: tuple[float, float]
+    #: Median of AFTER's vegetation index over the scene: without NIR, greening also needs
+    #: an after-state greener than this (see :func:`relative_candidate_mask`).
+    veg_after_median: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -500,16 +505,19 @@ def scene_levels(windows, cfg: ChangeConfig) -> SceneLevels:
     ``(before, after_norm, ev, valid)`` (``(bands, h, w)`` stacks, their
     :class:`Evidence` and valid mask)."""
     q = cfg.relative_cloud_percentile
-    parts: list[list[np.ndarray]] = [[], [], [], []]
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
     for before, after_norm, ev, valid in windows:
-        for k, values in enumerate((ev.bright_before, ev.bright_after, before.mean(axis=0), after_norm.mean(axis=0))):
+        for k, values in enumerate((ev.bright_before, ev.bright_after, before.mean(axis=0), after_norm.mean(axis=0),
+                                    ev.veg_after)):
             parts[k].append(values[valid])
 
     def pct(k, qq):
         values = np.concatenate(parts[k]) if parts[k] else np.zeros(0)
         return float(np.percentile(values, qq)) if values.size else float("inf")
 
-    return SceneLevels(bright_high=(pct(0, q), pct(1, q)), total_low=(pct(2, 100 - q), pct(3, 100 - q)))
+    median = pct(4, 50)
+    return SceneLevels(bright_high=(pct(0, q), pct(1, q)), total_low=(pct(2, 100 - q), pct(3, 100 - q)),
+                       veg_after_median=median if np.isfinite(median) else float("-inf"))
 
 
 def relative_cloud_shadow_mask(
@@ -541,12 +549,18 @@ def relative_cloud_shadow_mask(
     return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
 
 
-def _adaptive(ev: Evidence, threshold: float, cfg: ChangeConfig) -> np.ndarray:
-    """Smoothed magnitude at or above ``threshold`` and no greening beyond ``greening_max``."""
-    return (smoothed_magnitude(ev, cfg) >= threshold) & (ev.veg_drop >= -cfg.greening_max)
+def _adaptive(ev: Evidence, threshold: float, cfg: ChangeConfig, green_after: float | None = None) -> np.ndarray:
+    """Smoothed magnitude at or above ``threshold`` and no greening beyond ``greening_max``
+    (with ``green_after``: greening only where AFTER's vegetation index also exceeds it)."""
+    greening = ev.veg_drop < -cfg.greening_max
+    if green_after is not None:
+        greening &= ev.veg_after > green_after
+    return (smoothed_magnitude(ev, cfg) >= threshold) & ~greening
 
 
-def relative_candidate_mask(ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig) -> np.ndarray:
+def relative_candidate_mask(
+    ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig, levels: SceneLevels | None = None
+) -> np.ndarray:
     """The disturbance rule for rasters that are not reflectance.
 
     A pixel is a candidate when its smoothed change magnitude (z-units of the scene,
@@ -554,8 +568,14 @@ def relative_candidate_mask(ev: Evidence, valid: np.ndarray, threshold: float, c
     green up by more than ``greening_max`` (crops and regrowth change as much as a new
     roof, but the wrong way). No absolute brightness, NDVI or water threshold is used:
     on DN or display values they do not mean what they say.
+
+    Without NIR the vegetation index is the visible VARI, which also rises from brown
+    soil to a grey or blue roof; there greening also needs an after-state greener than
+    the scene's median (``levels.veg_after_median``), i.e. more vegetated than the
+    typical ground of the scene.
     """
-    return valid & _adaptive(ev, threshold, cfg)
+    green_after = levels.veg_after_median if levels is not None and not ev.has_nir else None
+    return valid & _adaptive(ev, threshold, cfg, green_after)
 
 
 def calibrate_scene(
@@ -612,4 +632,4 @@ def relative_window_mask(
 ) -> np.ndarray:
     """Candidate mask of one window under relative radiometry (clouds and shadows out)."""
     excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, norm.levels, cfg, min_pixels=min_pixels)
-    return relative_candidate_mask(ev, valid & ~excluded, norm.magnitude_threshold, cfg)
+    return relative_candidate_mask(ev, valid & ~excluded, norm.magnitude_threshold, cfg, norm.levels)

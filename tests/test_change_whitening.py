@@ -111,3 +111,26 @@ def test_a_cloud_smaller_than_cloud_min_pixels_is_kept_as_change(relative):
         masked = cloud_shadow_mask(before, after, RGB, ev, cfg, min_pixels=5)
     assert not masked[5:11, 5:11].any()
     assert masked[40:60, 40:60].all()
+
+
+def test_without_nir_a_grey_roof_on_brown_soil_is_not_greening():
+    """VARI rises from brown soil to a grey roof; without NIR that is greening only when
+    the after-state is greener than the scene's median ground."""
+    from swc_rs.change import SceneLevels, relative_candidate_mask
+
+    soil = np.array([0.20, 0.25, 0.30], np.float32)  # blue, green, red: brown
+    roof = np.array([0.32, 0.32, 0.32], np.float32)  # grey
+    grass = np.array([0.05, 0.20, 0.08], np.float32)
+    before = np.repeat(np.repeat(soil[:, None, None], 10, 1), 20, 2)
+    after = before.copy()
+    after[:, :, :10] = roof[:, None, None]
+    after[:, :, 10:] = grass[:, None, None]
+    ev = pixel_evidence(before, after, RGB, after, np.full(3, 0.02, np.float32))
+    assert (ev.veg_drop < -ChangeConfig().greening_max).all()  # VARI rose everywhere
+    cfg = ChangeConfig()
+    valid = np.ones((10, 20), bool)
+    levels = SceneLevels(bright_high=(1.0, 1.0), total_low=(0.0, 0.0), veg_after_median=0.05)
+    mask = relative_candidate_mask(ev, valid, 1.0, cfg, levels)
+    assert mask[:, :10].all()  # the roof: VARI after ~0, below the scene's median
+    assert not mask[:, 10:].any()  # the grass: greener than the median, greening
+    assert not relative_candidate_mask(ev, valid, 1.0, cfg).any()  # without the level: as before
