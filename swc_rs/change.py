@@ -250,7 +250,8 @@ def cloud_shadow_mask(
     brightness falls below ``shadow_ratio`` of the other date and the darker date is
     dark in absolute terms (``shadow_dark_max``). Both are large: components smaller
     than ``min_pixels`` are bright roofs or dark new surfaces, i.e. real change, and are
-    kept (clouds also when smaller than ``cloud_min_pixels``, whatever the pixel size). What remains is grown by the buffers (haze and penumbra at the edges).
+    kept (clouds also when smaller than ``cloud_min_pixels``, whatever the pixel size,
+    unless ``min_pixels`` is 1: no size test). What remains is grown by the buffers (haze and penumbra at the edges).
     """
     def clouds(stack, bright, other):
         vis = [stack[roles.index(r)] for r in ("blue", "green", "red")]
@@ -258,13 +259,19 @@ def cloud_shadow_mask(
         return (bright >= cfg.cloud_brightness) & (bright >= cfg.cloud_contrast * other) & white
 
     cloud = clouds(before, ev.bright_before, ev.bright_after) | clouds(after, ev.bright_after, ev.bright_before)
-    cloud = dilate(_drop_small(cloud, max(min_pixels, cfg.cloud_min_pixels)), cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)
     darker = np.minimum(total_a, total_b)
     ratio = np.divide(darker, np.maximum(total_a, total_b), out=np.ones_like(total_a), where=np.maximum(total_a, total_b) > 0)
     shadow = (ratio < cfg.shadow_ratio) & (darker < cfg.shadow_dark_max) & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
     return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
+
+
+def _cloud_pixels(min_pixels: int, cfg: ChangeConfig) -> int:
+    """Smallest cloud: ``min_pixels`` but at least ``cloud_min_pixels`` when a size test is
+    asked for at all (``min_pixels`` > 1; 1 keeps every cloud pixel, as training does)."""
+    return max(min_pixels, cfg.cloud_min_pixels) if min_pixels > 1 else min_pixels
 
 
 def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -540,7 +547,7 @@ def relative_cloud_shadow_mask(
 
     cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
              | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
-    cloud = dilate(_drop_small(cloud, max(min_pixels, cfg.cloud_min_pixels)), cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
     total_b, total_a = before.mean(axis=0), after_norm.mean(axis=0)
     brighter = np.maximum(total_a, total_b)
     ratio = np.divide(np.minimum(total_a, total_b), brighter, out=np.ones_like(total_a), where=brighter > 0)

@@ -112,7 +112,7 @@ class ChangeConfig:
         ``cloud_min_area_m2`` is 5 pixels) a handful of bright white pixels is a new
         roof far more often than a cloud, and the cloud buffer would hide the change
         around it too. (Shadows keep ``cloud_min_area_m2``: a dark new surface is not
-        hidden by a buffer as wide.)
+        hidden by a buffer as wide. Training, which flags every cloud pixel, is unaffected.)
     shadow_ratio : float
         A pixel whose brightness (all bands) falls below this ratio of the other date is
         treated as shadow on the darker date.
