@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swc_rs.change import Normalisation, calibrate_scene, fit_whitening, pixel_evidence, scene_magnitude_threshold
+from swc_rs.change import (
+    Normalisation,
+    calibrate_scene,
+    fit_whitening,
+    pixel_evidence,
+    scene_magnitude_threshold,
+)
 from swc_rs.config import ChangeConfig
 
 RGB = ("blue", "green", "red")
