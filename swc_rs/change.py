@@ -40,10 +40,15 @@ class SceneLevels:
     total_low : (before, after)
         ``100 - relative_cloud_percentile``-th percentile of each date's mean over all
         bands (AFTER radiometrically normalised).
+    veg_after_median
+        Median of AFTER's vegetation index (as delivered).
     """
 
     bright_high: tuple[float, float]
     total_low: tuple[float, float]
+    #: Median of AFTER's vegetation index over the scene: without NIR, greening also needs
+    #: an after-state greener than this (see :func:`relative_candidate_mask`).
+    veg_after_median: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class Normalisation:
     relative: bool = False
     #: Scene brightness levels for the relative cloud/shadow test (relative radiometry only).
     levels: SceneLevels | None = None
+    #: Relative radiometry with ``relative_whitening``: ``(centre, whitening)`` of the
+    #: difference vector in ``scale`` units (:func:`fit_whitening`); None: not whitened.
+    whitening: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def identity(cls, bands: int) -> Normalisation:
@@ -80,6 +88,8 @@ class Normalisation:
         if self.magnitude_threshold is not None:
             out["magnitude_threshold"] = round(float(self.magnitude_threshold), 4)
         out["radiometry"] = "relative" if self.relative else "reflectance"
+        if self.whitening is not None:
+            out["whitened"] = True
         return out
 
 
@@ -185,6 +195,7 @@ def pixel_evidence(
     roles: tuple[str, ...],
     after_normalised: np.ndarray | None = None,
     band_scale: np.ndarray | None = None,
+    whitening: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Evidence:
     """Indices of both dates from whatever bands the sensor has.
 
@@ -201,6 +212,10 @@ def pixel_evidence(
     band_scale
         Per-band unit of the change magnitude (the scene's spread of BEFORE, so that
         every window uses the same unit); the window's own spread when None.
+    whitening
+        ``(centre, matrix)`` from :func:`fit_whitening`: the difference (in
+        ``band_scale`` units) minus ``centre`` times ``matrix`` before the magnitude is
+        taken, so that it counts the scene's no-change spreads (relative radiometry).
     """
     norm = after if after_normalised is None else after_normalised
     vb, bb, wb, sb = _state(before, roles)
@@ -210,6 +225,10 @@ def pixel_evidence(
         band_scale = np.maximum(before.std(axis=(1, 2)), 1e-3)
     inv = (1.0 / np.asarray(band_scale, np.float32))[:, None, None]
     diff = (norm - before) * inv
+    if whitening is not None:
+        centre, matrix = whitening
+        diff = np.einsum("kb,bij->kij", np.asarray(matrix, np.float32),
+                         diff - np.asarray(centre, np.float32)[:, None, None])
     magnitude = np.sqrt(np.einsum("bij,bij->ij", diff, diff) / np.float32(len(roles))).astype(np.float32)
     return Evidence(vb, va, bb, ba, wb, wa, sb, sa, vb - vn, bn - bb, magnitude, has_nir="nir" in roles)
 
@@ -231,7 +250,8 @@ def cloud_shadow_mask(
     brightness falls below ``shadow_ratio`` of the other date and the darker date is
     dark in absolute terms (``shadow_dark_max``). Both are large: components smaller
     than ``min_pixels`` are bright roofs or dark new surfaces, i.e. real change, and are
-    kept. What remains is grown by the buffers (haze and penumbra at the edges).
+    kept (clouds also when smaller than ``cloud_min_pixels``, whatever the pixel size,
+    unless ``min_pixels`` is 1: no size test). What remains is grown by the buffers (haze and penumbra at the edges).
     """
     def clouds(stack, bright, other):
         vis = [stack[roles.index(r)] for r in ("blue", "green", "red")]
@@ -239,13 +259,19 @@ def cloud_shadow_mask(
         return (bright >= cfg.cloud_brightness) & (bright >= cfg.cloud_contrast * other) & white
 
     cloud = clouds(before, ev.bright_before, ev.bright_after) | clouds(after, ev.bright_after, ev.bright_before)
-    cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)
     darker = np.minimum(total_a, total_b)
     ratio = np.divide(darker, np.maximum(total_a, total_b), out=np.ones_like(total_a), where=np.maximum(total_a, total_b) > 0)
     shadow = (ratio < cfg.shadow_ratio) & (darker < cfg.shadow_dark_max) & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
     return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
+
+
+def _cloud_pixels(min_pixels: int, cfg: ChangeConfig) -> int:
+    """Smallest cloud: ``min_pixels`` but at least ``cloud_min_pixels`` when a size test is
+    asked for at all (``min_pixels`` > 1; 1 keeps every cloud pixel, as training does)."""
+    return max(min_pixels, cfg.cloud_min_pixels) if min_pixels > 1 else min_pixels
 
 
 def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -403,13 +429,17 @@ def smoothed_magnitude(ev: Evidence, cfg: ChangeConfig) -> np.ndarray:
     return ndimage.uniform_filter(ev.magnitude, size=2 * r + 1, mode="nearest")
 
 
-def scene_magnitude_threshold(values: np.ndarray, cfg: ChangeConfig) -> float:
+def scene_magnitude_threshold(values: np.ndarray, cfg: ChangeConfig, *, noise_floor: bool = False) -> float:
     """Threshold of the smoothed change magnitude for a whole scene.
 
     Otsu's threshold (as in change-vector analysis; top 0.1 % clipped, see
     :func:`swc_rs.baselines.otsu_threshold`) of ``values``, the smoothed magnitudes of
     the scene's calibration sample, but never below ``magnitude_min``: a scene without
-    change has a unimodal histogram whose Otsu split lies inside the noise.
+    change has a unimodal histogram whose Otsu split lies inside the noise. With
+    ``noise_floor`` (relative radiometry) also never below ``median + magnitude_noise_sigmas
+    × 1.4826 × MAD`` of ``values``: where change is rare, Otsu's split of two unequal
+    classes falls inside the no-change tail, while the median and MAD describe the
+    no-change majority whatever the change does.
     """
     from swc_rs.baselines import otsu_threshold
 
@@ -417,7 +447,64 @@ def scene_magnitude_threshold(values: np.ndarray, cfg: ChangeConfig) -> float:
     values = values[np.isfinite(values)]
     if values.size < 100:
         return float(max(cfg.magnitude_min, 0.0)) or float("inf")
-    return float(max(otsu_threshold(values), cfg.magnitude_min))
+    threshold = max(otsu_threshold(values), cfg.magnitude_min)
+    if noise_floor and cfg.magnitude_noise_sigmas > 0:
+        median = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - median)))
+        threshold = max(threshold, median + cfg.magnitude_noise_sigmas * spread)
+    return float(threshold)
+
+
+def fit_whitening(diffs: np.ndarray, *, iterations: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Robust centre and whitening matrix of no-change difference vectors.
+
+    The weighted mean and covariance of ``diffs`` are re-estimated ``iterations`` times
+    with weights ``P(chi2_bands > d²)`` of each vector's squared Mahalanobis distance
+    ``d²`` (the re-weighting of IR-MAD, Nielsen 2007), so that changed pixels stop
+    shaping them; each round the covariance is rescaled so that the median ``d²`` is
+    chi-square's median (the weights alone would shrink it round by round). ``matrix @
+    (diff - centre)`` then has about unit covariance over unchanged pixels.
+
+    Parameters
+    ----------
+    diffs
+        ``(bands, n)`` float difference vectors (after − before, in scene units) of clear
+        pixels.
+
+    Returns
+    -------
+    centre : ndarray, float32, shape (bands,)
+    matrix : ndarray, float32, shape (bands, bands)
+        Inverse of the Cholesky factor of the robust covariance; the identity when fewer
+        than 100 vectors are given.
+    """
+    from scipy import linalg, stats
+
+    bands, n = diffs.shape
+    if n < 100:
+        return np.zeros(bands, np.float32), np.eye(bands, dtype=np.float32)
+    x = np.asarray(diffs, dtype=np.float64)
+    weights = np.ones(n)
+    centre = np.zeros(bands)
+    cov = np.eye(bands)
+    median_chi2 = float(stats.chi2.ppf(0.5, bands))
+    for _ in range(max(1, iterations)):
+        total = weights.sum()
+        if total <= 1e-9:
+            break
+        centre = x @ weights / total
+        centred = x - centre[:, None]
+        cov = (centred * weights) @ centred.T / total
+        cov += np.eye(bands) * 1e-6 * max(np.trace(cov) / bands, 1e-12)
+        white = linalg.solve_triangular(linalg.cholesky(cov, lower=True), centred, lower=True)
+        distance = np.einsum("bn,bn->n", white, white)
+        # Down-weighting the tails shrinks the covariance; rescale it so that the median
+        # distance is chi-square's (consistent for Gaussian no-change, as in robust MCD).
+        consistency = max(float(np.median(distance)) / median_chi2, 1e-12)
+        cov *= consistency
+        weights = stats.chi2.sf(distance / consistency, bands)
+    matrix = linalg.solve_triangular(linalg.cholesky(cov, lower=True), np.eye(bands), lower=True)
+    return centre.astype(np.float32), matrix.astype(np.float32)
 
 
 def scene_levels(windows, cfg: ChangeConfig) -> SceneLevels:
@@ -425,16 +512,19 @@ def scene_levels(windows, cfg: ChangeConfig) -> SceneLevels:
     ``(before, after_norm, ev, valid)`` (``(bands, h, w)`` stacks, their
     :class:`Evidence` and valid mask)."""
     q = cfg.relative_cloud_percentile
-    parts: list[list[np.ndarray]] = [[], [], [], []]
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
     for before, after_norm, ev, valid in windows:
-        for k, values in enumerate((ev.bright_before, ev.bright_after, before.mean(axis=0), after_norm.mean(axis=0))):
+        for k, values in enumerate((ev.bright_before, ev.bright_after, before.mean(axis=0), after_norm.mean(axis=0),
+                                    ev.veg_after)):
             parts[k].append(values[valid])
 
     def pct(k, qq):
         values = np.concatenate(parts[k]) if parts[k] else np.zeros(0)
         return float(np.percentile(values, qq)) if values.size else float("inf")
 
-    return SceneLevels(bright_high=(pct(0, q), pct(1, q)), total_low=(pct(2, 100 - q), pct(3, 100 - q)))
+    median = pct(4, 50)
+    return SceneLevels(bright_high=(pct(0, q), pct(1, q)), total_low=(pct(2, 100 - q), pct(3, 100 - q)),
+                       veg_after_median=median if np.isfinite(median) else float("-inf"))
 
 
 def relative_cloud_shadow_mask(
@@ -457,7 +547,7 @@ def relative_cloud_shadow_mask(
 
     cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
              | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
-    cloud = dilate(_drop_small(cloud, min_pixels), cfg.cloud_buffer_px)
+    cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
     total_b, total_a = before.mean(axis=0), after_norm.mean(axis=0)
     brighter = np.maximum(total_a, total_b)
     ratio = np.divide(np.minimum(total_a, total_b), brighter, out=np.ones_like(total_a), where=brighter > 0)
@@ -466,12 +556,18 @@ def relative_cloud_shadow_mask(
     return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
 
 
-def _adaptive(ev: Evidence, threshold: float, cfg: ChangeConfig) -> np.ndarray:
-    """Smoothed magnitude at or above ``threshold`` and no greening beyond ``greening_max``."""
-    return (smoothed_magnitude(ev, cfg) >= threshold) & (ev.veg_drop >= -cfg.greening_max)
+def _adaptive(ev: Evidence, threshold: float, cfg: ChangeConfig, green_after: float | None = None) -> np.ndarray:
+    """Smoothed magnitude at or above ``threshold`` and no greening beyond ``greening_max``
+    (with ``green_after``: greening only where AFTER's vegetation index also exceeds it)."""
+    greening = ev.veg_drop < -cfg.greening_max
+    if green_after is not None:
+        greening &= ev.veg_after > green_after
+    return (smoothed_magnitude(ev, cfg) >= threshold) & ~greening
 
 
-def relative_candidate_mask(ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig) -> np.ndarray:
+def relative_candidate_mask(
+    ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig, levels: SceneLevels | None = None
+) -> np.ndarray:
     """The disturbance rule for rasters that are not reflectance.
 
     A pixel is a candidate when its smoothed change magnitude (z-units of the scene,
@@ -479,8 +575,14 @@ def relative_candidate_mask(ev: Evidence, valid: np.ndarray, threshold: float, c
     green up by more than ``greening_max`` (crops and regrowth change as much as a new
     roof, but the wrong way). No absolute brightness, NDVI or water threshold is used:
     on DN or display values they do not mean what they say.
+
+    Without NIR the vegetation index is the visible VARI, which also rises from brown
+    soil to a grey or blue roof; there greening also needs an after-state greener than
+    the scene's median (``levels.veg_after_median``), i.e. more vegetated than the
+    typical ground of the scene.
     """
-    return valid & _adaptive(ev, threshold, cfg)
+    green_after = levels.veg_after_median if levels is not None and not ev.has_nir else None
+    return valid & _adaptive(ev, threshold, cfg, green_after)
 
 
 def calibrate_scene(
@@ -497,22 +599,38 @@ def calibrate_scene(
     """
     import dataclasses
 
-    def windows():
+    def windows(whitening=None):
         for before, after, valid in read_windows():
             after_norm = norm.apply(after)
-            yield before, after_norm, pixel_evidence(before, after, roles, after_norm, norm.scale), valid
+            yield before, after_norm, pixel_evidence(before, after, roles, after_norm, norm.scale, whitening), valid
 
-    levels = scene_levels(windows(), cfg) if relative else None
-    values = []
-    for before, after_norm, ev, valid in windows():
+    def clear(before, after_norm, ev, valid):
         if relative:
             excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, levels, cfg, min_pixels=min_pixels)
         else:
             excluded = cloud_shadow_mask(before, after_norm, roles, ev, cfg, min_pixels=min_pixels)
             excluded = excluded | (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
-        values.append(smoothed_magnitude(ev, cfg)[valid & ~excluded])
-    threshold = scene_magnitude_threshold(np.concatenate(values) if values else np.zeros(0), cfg)
-    return dataclasses.replace(norm, magnitude_threshold=threshold, levels=levels, relative=relative)
+        return valid & ~excluded
+
+    levels = scene_levels(windows(), cfg) if relative else None
+    whitening = None
+    if relative and cfg.relative_whitening:  # the scene's no-change covariance of the difference
+        rng = np.random.default_rng(0)
+        scale = (1.0 / np.asarray(norm.scale, np.float32))[:, None]
+        diffs = []
+        for before, after_norm, ev, valid in windows():
+            idx = np.flatnonzero(clear(before, after_norm, ev, valid).ravel())
+            if len(idx) > cfg.normalisation_sample:
+                idx = rng.choice(idx, cfg.normalisation_sample, replace=False)
+            bands = before.shape[0]
+            diffs.append((after_norm.reshape(bands, -1)[:, idx] - before.reshape(bands, -1)[:, idx]) * scale)
+        whitening = fit_whitening(np.concatenate(diffs, axis=1)) if diffs else None
+    values = []
+    for before, after_norm, ev, valid in windows(whitening):
+        values.append(smoothed_magnitude(ev, cfg)[clear(before, after_norm, ev, valid)])
+    threshold = scene_magnitude_threshold(np.concatenate(values) if values else np.zeros(0), cfg, noise_floor=relative)
+    return dataclasses.replace(norm, magnitude_threshold=threshold, levels=levels, relative=relative,
+                               whitening=whitening)
 
 
 def relative_window_mask(
@@ -521,4 +639,4 @@ def relative_window_mask(
 ) -> np.ndarray:
     """Candidate mask of one window under relative radiometry (clouds and shadows out)."""
     excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, norm.levels, cfg, min_pixels=min_pixels)
-    return relative_candidate_mask(ev, valid & ~excluded, norm.magnitude_threshold, cfg)
+    return relative_candidate_mask(ev, valid & ~excluded, norm.magnitude_threshold, cfg, norm.levels)

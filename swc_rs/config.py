@@ -106,6 +106,13 @@ class ChangeConfig:
         Dilation of the cloud mask (haze at cloud edges).
     cloud_min_area_m2 : float
         Clouds and shadows are large: smaller bright/dark components are kept as change.
+    cloud_min_pixels : int
+        A cloud is also never smaller than this many pixels, whatever the pixel size.
+        The cloud test is brightness, whiteness and size; on a coarse grid (30 m:
+        ``cloud_min_area_m2`` is 5 pixels) a handful of bright white pixels is a new
+        roof far more often than a cloud, and the cloud buffer would hide the change
+        around it too. (Shadows keep ``cloud_min_area_m2``: a dark new surface is not
+        hidden by a buffer as wide. Training, which flags every cloud pixel, is unaffected.)
     shadow_ratio : float
         A pixel whose brightness (all bands) falls below this ratio of the other date is
         treated as shadow on the darker date.
@@ -140,6 +147,23 @@ class ChangeConfig:
         Relative radiometry: a cloud must be brighter than this percentile of the other
         date's visible brightness (a shadow darker than the 100 − this percentile of the
         other date's mean); whiteness, contrast, shadow ratio and minimum area as above.
+    relative_whitening : bool
+        Relative radiometry: measure the change magnitude in the scene's own no-change
+        units — the per-pixel difference vector whitened by its robust covariance,
+        fitted on the calibration sample with chi-square re-weighting (as IR-MAD
+        re-weights, but on the already normalised difference, so it cannot collapse).
+        Differences that every unchanged pixel shares (haze, a colour cast, a stretch
+        that differs per band) count little; a new roof or clearing, unlike the
+        scene's noise, counts a lot. Off: the magnitude in BEFORE's band spreads.
+    magnitude_noise_sigmas : float
+        Relative radiometry: the scene threshold is never below the median of the
+        smoothed magnitude plus this many robust standard deviations (1.4826 × MAD) of
+        it. Otsu assumes two classes of comparable size; when change covers ~1 % of a
+        scene its split lies inside the no-change tail and flags seasonal noise. 0 disables.
+    relative_opening_px : int
+        Relative radiometry: radius of the opening instead of ``opening_px``. The
+        smoothed magnitude already averages out misregistration edges, and at 10–30 m
+        a changed building is one to three pixels wide, which an opening erases.
     """
 
     normalisation_sample: int = 200_000
@@ -155,6 +179,7 @@ class ChangeConfig:
     cloud_contrast: float = 1.5
     cloud_buffer_px: int = 6
     cloud_min_area_m2: float = 5000.0
+    cloud_min_pixels: int = 100
     shadow_ratio: float = 0.7
     shadow_dark_max: float = 0.07
     shadow_buffer_px: int = 3
@@ -165,6 +190,9 @@ class ChangeConfig:
     magnitude_smoothing_px: int = 1
     greening_max: float = 0.05
     relative_cloud_percentile: float = 99.5
+    relative_whitening: bool = True
+    magnitude_noise_sigmas: float = 5.0
+    relative_opening_px: int = 0
 
 
 @dataclass(frozen=True)

@@ -274,12 +274,12 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     from scipy import ndimage
 
     halo = max(config.raster.halo, config.change.cloud_buffer_px + 2,
-               config.change.closing_px + config.change.opening_px + 2, RING_PX + 2,
+               config.change.closing_px + max(config.change.opening_px, config.change.relative_opening_px) + 2, RING_PX + 2,
                config.change.magnitude_smoothing_px + 2)
     outer, core = expand_window(window, halo, pair.grid)
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
-    ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale)
+    ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale, norm.whitening)
     mask = None
     if norm.relative:  # not reflectance: the scene-adaptive rule alone
         mask = relative_window_mask(before, after_norm, valid, pair.roles, ev, norm, config.change,
@@ -291,7 +291,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
             mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
     if mask is None:
         mask = candidate_mask(ev, valid, excluded, config.change, norm.magnitude_threshold)
-    mask = clean_mask(mask, opening_px=config.change.opening_px, closing_px=config.change.closing_px, min_pixels=min_pixels)
+    opening = config.change.relative_opening_px if norm.relative else config.change.opening_px
+    mask = clean_mask(mask, opening_px=opening, closing_px=config.change.closing_px, min_pixels=min_pixels)
     core_mask = mask[core]
     if not core_mask.any():
         return [], np.zeros((0, len(STAT_COLUMNS)))
