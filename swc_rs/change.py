@@ -577,11 +577,12 @@ def relative_candidate_mask(
     on DN or display values they do not mean what they say.
 
     Without NIR the vegetation index is the visible VARI, which also rises from brown
-    soil to a grey or blue roof; there greening also needs an after-state greener than
-    the scene's median (``levels.veg_after_median``), i.e. more vegetated than the
-    typical ground of the scene.
+    soil to a grey or blue roof; with ``relative_greening_median`` greening there also
+    needs an after-state greener than the scene's median (``levels.veg_after_median``),
+    i.e. more vegetated than the typical ground of the scene.
     """
-    green_after = levels.veg_after_median if levels is not None and not ev.has_nir else None
+    use = cfg.relative_greening_median and levels is not None and not ev.has_nir
+    green_after = levels.veg_after_median if use else None
     return valid & _adaptive(ev, threshold, cfg, green_after)
 
 

@@ -63,7 +63,7 @@ def test_whitened_magnitude_discounts_the_shared_shift_not_the_odd_one():
 
 def test_noise_floor_keeps_the_threshold_above_the_no_change_tail_when_change_is_rare():
     rng = np.random.default_rng(1)
-    cfg = dataclasses.replace(ChangeConfig(), magnitude_min=0.0)
+    cfg = dataclasses.replace(ChangeConfig(), magnitude_min=0.0, magnitude_noise_sigmas=5.0)
     noise = np.abs(rng.normal(0, 1.0, 99_000)) + rng.gamma(2.0, 0.5, 99_000)  # skewed no-change
     change = rng.normal(12.0, 1.0, 1_000)  # 1 % change
     values = np.concatenate([noise, change])
@@ -84,7 +84,7 @@ def test_calibrate_scene_whitens_only_relative_radiometry():
     after[:, 20:40, 20:40] += np.array([0.2, -0.1, 0.0], np.float32)[:, None, None]
     valid = np.ones((120, 120), bool)
     norm = dataclasses.replace(Normalisation.identity(3), scale=np.full(3, 0.02, np.float32))
-    cfg = ChangeConfig()
+    cfg = dataclasses.replace(ChangeConfig(), relative_whitening=True)
     rel = calibrate_scene(lambda: [(before, after, valid)], RGB, norm, cfg, relative=True, min_pixels=10_000)
     assert rel.whitening is not None and rel.to_dict()["whitened"]
     ev = pixel_evidence(before, after, RGB, after, rel.scale, rel.whitening)
@@ -133,10 +133,11 @@ def test_without_nir_a_grey_roof_on_brown_soil_is_not_greening():
     after[:, :, 10:] = grass[:, None, None]
     ev = pixel_evidence(before, after, RGB, after, np.full(3, 0.02, np.float32))
     assert (ev.veg_drop < -ChangeConfig().greening_max).all()  # VARI rose everywhere
-    cfg = ChangeConfig()
+    cfg = dataclasses.replace(ChangeConfig(), relative_greening_median=True)
     valid = np.ones((10, 20), bool)
     levels = SceneLevels(bright_high=(1.0, 1.0), total_low=(0.0, 0.0), veg_after_median=0.05)
     mask = relative_candidate_mask(ev, valid, 1.0, cfg, levels)
     assert mask[:, :10].all()  # the roof: VARI after ~0, below the scene's median
     assert not mask[:, 10:].any()  # the grass: greener than the median, greening
     assert not relative_candidate_mask(ev, valid, 1.0, cfg).any()  # without the level: as before
+    assert not relative_candidate_mask(ev, valid, 1.0, ChangeConfig(), levels).any()  # the default: off
