@@ -354,3 +354,29 @@ def test_tiles_run_with_one_native_thread():
         pools = threadpool_info()
         assert pools and all(pool["num_threads"] == 1 for pool in pools)
         assert any(pool["user_api"] == "openmp" for pool in pools)  # scikit-learn's runtime is covered
+
+
+def _tile_dies_in_a_spawned_worker(task):
+    """Stands in for run_tile: a spawned worker process dies hard (as when the kernel's
+    OOM killer takes it); this process does the tile."""
+    from swc_rs.batch import TileOutcome
+
+    if os.getpid() != int(os.environ["SWC_RS_TEST_PARENT"]):
+        os._exit(9)
+    time.sleep(0.3)
+    return TileOutcome(task.tile.tile_id, "done")
+
+
+def test_a_dead_worker_fails_its_tile_and_this_process_does_the_rest(monkeypatch):
+    from swc_rs import batch as batch_module
+    from swc_rs.batch import Tile, TileTask, _run_local
+
+    monkeypatch.setenv("SWC_RS_TEST_PARENT", str(os.getpid()))
+    monkeypatch.setattr(batch_module, "run_tile", _tile_dies_in_a_spawned_worker)
+    tasks = [TileTask(Tile(f"t{i}", Path("b.tif"), Path("a.tif")), request=None, output=Path(f"t{i}.gpkg"))
+             for i in range(12)]
+    outcomes = list(_run_local(tasks, workers=2))
+    assert sorted(o.tile_id for o in outcomes) == sorted(t.tile.tile_id for t in tasks)  # each tile once
+    failed = [o for o in outcomes if o.status == "failed"]
+    assert len(failed) == 1 and failed[0].error  # the tile the dead worker held
+    assert sum(o.status == "done" for o in outcomes) == 11
