@@ -86,6 +86,7 @@ from swc_rs.pipeline import (
 from swc_rs.raster import RasterPair, file_checksum
 from swc_rs.sensors import parse_band_map
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer
+from swc_rs.workers import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -581,18 +582,11 @@ def tile_footprint(request) -> shapely.Geometry:
 
 
 # -- executors --------------------------------------------------------------------------------
-def _available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _failed(task: TileTask, err: BaseException) -> TileOutcome:
     return TileOutcome(task.tile.tile_id, "failed", error=f"{type(err).__name__}: {err}", error_type=type(err).__name__)
 
 
-def _run_local(tasks: list[TileTask], workers: int) -> Iterator[TileOutcome]:
+def _run_local(tasks: list[TileTask], workers: int, pool: Any = None) -> Iterator[TileOutcome]:
     """Outcomes as tiles finish, on ``workers`` cores.
 
     One worker runs the tiles in this process. With more, this process is one of them
@@ -602,6 +596,9 @@ def _run_local(tasks: list[TileTask], workers: int) -> Iterator[TileOutcome]:
     before its first tile), and no core waits on a process that only collects results.
     A spawned worker that dies fails the tile it held; this process takes the rest.
     Outcomes of the spawned workers are reported between this process's tiles.
+
+    ``pool``: spawned workers started earlier (:func:`swc_rs.workers.start_workers`);
+    otherwise they are started here. Either way they are shut down once every tile is in.
     """
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
@@ -625,7 +622,8 @@ def _run_local(tasks: list[TileTask], workers: int) -> Iterator[TileOutcome]:
         with lock:
             return pending.popleft() if pending and not stop.is_set() else None
 
-    pool = ProcessPoolExecutor(max_workers=spawned, mp_context=multiprocessing.get_context("spawn"))
+    if pool is None:
+        pool = ProcessPoolExecutor(max_workers=spawned, mp_context=multiprocessing.get_context("spawn"))
 
     def dispatch() -> None:
         """Keep exactly one tile in flight per spawned worker (none queued inside the
@@ -826,7 +824,7 @@ def assemble_month(plan: BatchPlan, tile_ids: list[str], progress: Progress | No
     progress = progress or (lambda stage, done, total: None)
     settings, config = plan.settings, plan.detect
     clock = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     total = len(tile_ids) + 3
     zones = read_zones(settings.zones, settings.zones_layer or None, AREA_CRS)
     projects = read_projects(settings.projects, settings.projects_layer or None, AREA_CRS)
@@ -1146,6 +1144,7 @@ def run_batch(
     resume: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    local_pool: Any = None,
 ) -> BatchSummary:
     """Run every tile of ``plan`` and assemble the month.
 
@@ -1163,6 +1162,9 @@ def run_batch(
         Replace an existing month output; without ``resume`` also recompute every tile.
     progress
         Optional callback ``progress(stage, done, total)``.
+    local_pool
+        Spawned workers started earlier (:func:`swc_rs.workers.start_workers`, with
+        ``workers - 1`` processes) for the local run; shut down once every tile is in.
 
     Returns
     -------
@@ -1182,7 +1184,7 @@ def run_batch(
     """
     progress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     if plan.month_path.exists() and not overwrite:
         raise OutputExistsError("the month output already exists", path=plan.month_path,
                                 fix="months are kept side by side; pass --overwrite to replace this one")
@@ -1217,13 +1219,13 @@ def run_batch(
         todo = [t for t in tasks if t.tile.tile_id not in committed]
         if committed:
             log.info("resuming: %d of %d tiles already committed", len(committed), len(tasks))
-        workers = plan.settings.workers or _available_cores()
+        workers = plan.settings.workers or available_cores()
         if scheduler is not None:
             executor = f"dask {getattr(getattr(scheduler, 'scheduler', None), 'address', scheduler)}"
             stream = _run_dask(todo, scheduler) if todo else iter(())
         else:
             executor = f"local, {min(workers, max(len(todo), 1))} worker process(es)"
-            stream = _run_local(todo, workers)
+            stream = _run_local(todo, workers, local_pool)
         progress(TILES_STAGE, len(committed), len(tasks))
         for outcome in stream:
             outcomes[outcome.tile_id] = outcome
@@ -1246,7 +1248,7 @@ def run_batch(
             period=plan.period, outcomes=ordered, month_path=month_path, summary_path=plan.summary_path,
             patches=patch_counts, executor=executor, previous=previous, resume=resume,
             started_utc=started.isoformat(timespec="seconds"),
-            finished_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            finished_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             config=str(plan.source or ""),
             timings_s={"tiles": round(t_tiles, 3), "assembly": round(t_total - t_tiles, 3), "total": round(t_total, 3),
                        "tile_seconds_sum": round(sum(o.seconds for o in ordered), 3)},

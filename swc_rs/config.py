@@ -12,12 +12,11 @@ rules (minimum patch area, edge tolerance, colour thresholds) live in
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from swc_rs.errors import ConfigError
 

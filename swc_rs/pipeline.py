@@ -531,7 +531,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     progress = progress or _noop
     config = request.config
     clock = _Clock()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                     resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
             _WindowPool(request, _workers(request.workers), pair) as pool, \

@@ -645,7 +645,7 @@ def train(sources: Sequence[Source], options: TrainOptions | None = None, progre
     kinds = sorted({s.kind for s in sources})
     card = {
         "model_id": model_id,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "swc_rs_version": __version__,
         "training_data_sha256": digest,
         "sources": [{"name": s.name, "kind": s.kind, "group": s.group, "before": str(s.before), "after": str(s.after),

@@ -382,7 +382,7 @@ def _insert(db: sqlite3.Connection, table: str, frame: pd.DataFrame) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _sha256(path: Path) -> str:

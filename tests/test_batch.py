@@ -380,3 +380,18 @@ def test_a_dead_worker_fails_its_tile_and_this_process_does_the_rest(monkeypatch
     failed = [o for o in outcomes if o.status == "failed"]
     assert len(failed) == 1 and failed[0].error  # the tile the dead worker held
     assert sum(o.status == "done" for o in outcomes) == 11
+
+
+def test_planned_workers_reads_the_option_then_the_configuration(tmp_path):
+    from swc_rs.workers import available_cores, planned_workers
+
+    config = tmp_path / "monthly.toml"
+    config.write_text("[batch]\nworkers = 3\n", encoding="utf-8")
+    assert planned_workers(config, 2) == 2  # --workers wins
+    assert planned_workers(config, None) == 3
+    assert planned_workers(config, 0) == available_cores()
+    config.write_text("[batch]\noutput = 'out'\n", encoding="utf-8")
+    assert planned_workers(config, None) == available_cores()  # 0 / absent: every core
+    config.write_text("[batch\n", encoding="utf-8")
+    assert planned_workers(config, None) == 1  # unreadable here: load_batch reports it
+    assert planned_workers(tmp_path / "missing.toml", None) == 1

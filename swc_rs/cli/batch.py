@@ -47,13 +47,22 @@ def batch(config_path, period, scheduler, workers, resume, overwrite, verbose, q
     Patches cut by tile edges are merged, judged again, and get stable ids (QDNM) and
     change types (QDTYPE) against the previous month in the history folder.
     """
-    from swc_rs.batch import load_batch, run_batch
+    from swc_rs.workers import planned_workers, start_workers
 
-    configure_logging(verbose - quiet)
-    plan = load_batch(config_path, period=period, workers=workers)
-    log.info("%s: %d tiles, output %s", plan.period, len(plan.tiles), plan.month_dir)
-    with progress_bar(enabled=quiet == 0) as progress:
-        summary = run_batch(plan, scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress)
+    # The spawned tile workers start first: their imports overlap this process's.
+    pool = start_workers(planned_workers(config_path, workers) - 1) if scheduler is None else None
+    try:
+        from swc_rs.batch import load_batch, run_batch
+
+        configure_logging(verbose - quiet)
+        plan = load_batch(config_path, period=period, workers=workers)
+        log.info("%s: %d tiles, output %s", plan.period, len(plan.tiles), plan.month_dir)
+        with progress_bar(enabled=quiet == 0) as progress:
+            summary = run_batch(plan, scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress,
+                                local_pool=pool)
+    finally:
+        if pool is not None:  # unused (one tile left, a bad configuration) or already shut down
+            pool.shutdown(wait=False, cancel_futures=True)
     if quiet == 0:
         _print_summary(summary)
     if summary.exit_code:

@@ -353,7 +353,7 @@ def attribute_fields(con: sqlite3.Connection, table: str, geometry: str | None =
 
 def register_attributes_table(con: sqlite3.Connection, table: str, description: str = "") -> None:
     """Declare ``table`` in ``gpkg_contents`` as an attribute table (GDAL and QGIS list it)."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     con.execute(
         "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, description, last_change) "
         "VALUES (?, 'attributes', ?, ?, ?)",
