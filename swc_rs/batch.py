@@ -86,7 +86,7 @@ from swc_rs.pipeline import (
 from swc_rs.raster import RasterPair, file_checksum
 from swc_rs.sensors import parse_band_map
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer
-from swc_rs.workers import available_cores
+from swc_rs.workers import available_cores, start_workers
 
 log = logging.getLogger(__name__)
 
@@ -604,11 +604,10 @@ def _run_local(tasks: list[TileTask], workers: int, pool: Any = None) -> Iterato
         for task in tasks:
             yield run_tile(task)
         return
-    import multiprocessing
     import queue
     import threading
     from collections import deque
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     spawned = min(workers, len(tasks)) - 1
     log.info("processing %d tiles with %d worker processes (this one and %d spawned)", len(tasks), spawned + 1, spawned)
@@ -623,7 +622,7 @@ def _run_local(tasks: list[TileTask], workers: int, pool: Any = None) -> Iterato
             return pending.popleft() if pending and not stop.is_set() else None
 
     if pool is None:
-        pool = ProcessPoolExecutor(max_workers=spawned, mp_context=multiprocessing.get_context("spawn"))
+        pool = start_workers(spawned)
 
     def dispatch() -> None:
         """Keep exactly one tile in flight per spawned worker (none queued inside the

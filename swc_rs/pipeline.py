@@ -121,14 +121,9 @@ def _noop(stage: str, done: int, total: int) -> None:
 
 def _workers(requested: int) -> int:
     """Worker processes: ``requested``, or every core this process may use when 0."""
-    import os
+    from swc_rs.workers import available_cores
 
-    if requested > 0:
-        return requested
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return requested if requested > 0 else available_cores()
 
 
 # -- inputs -------------------------------------------------------------------------

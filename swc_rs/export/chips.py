@@ -208,15 +208,12 @@ def make_chips_threaded(violations, before, after, *, threads: int | None = None
     """:func:`make_chips` over ``threads`` slices of ``violations`` at once (each thread
     opens its own datasets; reading, resampling and PNG encoding release the GIL).
     Chips come back in the order of ``violations``."""
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
+    from swc_rs.workers import available_cores
+
     if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            threads = os.cpu_count() or 1
-        threads = min(threads, len(violations) // 20)  # a slice is worth a thread from ~20 patches
+        threads = min(available_cores(), len(violations) // 20)  # a slice is worth a thread from ~20 patches
     threads = max(1, min(threads, len(violations)))
     if threads == 1:
         return list(make_chips(violations, before, after, **kwargs))
