@@ -554,18 +554,12 @@ def run_tile(task: TileTask) -> TileOutcome:
 
 
 def _one_thread(task: TileTask):
-    """Native thread pools (OpenMP, OpenBLAS) limited to one thread while a tile runs.
+    """Native thread pools limited to one thread while a tile runs: the batch's
+    parallelism is the tiles (``--workers N`` uses N cores), see
+    :func:`swc_rs.workers.one_native_thread`."""
+    from swc_rs.workers import one_native_thread
 
-    The batch's parallelism is the tiles: ``--workers N`` uses N cores. Two tile workers
-    whose OpenMP/BLAS pools each spin up a thread per core fight over the cores (measured
-    with `make bench-batch`: ~15 % more CPU seconds with two workers). OpenMP is loaded
-    first when the tile uses a model, so that the limit covers it from the first tile.
-    """
-    from threadpoolctl import threadpool_limits
-
-    if task.request.model is not None:
-        import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime)
-    return threadpool_limits(limits=1)
+    return one_native_thread(openmp=task.request.model is not None)
 
 
 def _warning_texts(caught: Iterable) -> list[str]:

@@ -395,10 +395,13 @@ _WORKER: dict = {}
 
 
 def _init_worker(request: DetectRequest) -> None:
+    from swc_rs.workers import one_native_thread
+
     config = request.config
     _WORKER.clear()
     _WORKER.update(
         request=request,
+        threads=one_native_thread(),  # the windows are the parallelism
         pair=RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                         resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb),
     )
@@ -415,6 +418,9 @@ def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
             from swc_rs.model import load_model
 
             w["model"] = load_model(w["request"].model)
+            from swc_rs.workers import one_native_thread
+
+            w["threads"] = one_native_thread()  # again: OpenMP came with the model
         model = w["model"]
     return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window)
 
@@ -444,6 +450,20 @@ class _WindowPool:
     def __exit__(self, *exc):
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _parent_threads(pool: _WindowPool, request: DetectRequest):
+    """With window workers on every core, this process's own native thread pools (BLAS
+    in the calibration) are limited to one thread: while the workers start up, spinning
+    threads only steal their cores. The patch typer's OpenMP, loaded with the model, is
+    limited where it predicts."""
+    import contextlib
+
+    if pool.workers <= 1:
+        return contextlib.nullcontext()
+    from swc_rs.workers import one_native_thread
+
+    return one_native_thread()
 
 
 def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress,
@@ -530,6 +550,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                     resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
             _WindowPool(request, _workers(request.workers), pair) as pool, \
+            _parent_threads(pool, request), \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:
         # The model loads and the inputs' checksums (for run_info) are taken in threads
         # while the vectors are read and the pair calibrated (hashing releases the GIL).
@@ -572,7 +593,10 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         clock.lap("features")
         relative = norm.relative  # not reflectance: the model and absolute typing rules do not hold
         if model is not None and not relative:
-            qtype, conf, reason = model.predict_patches(feats, roles=pair.roles, pixel_m=pixel_m)
+            from swc_rs.workers import one_native_thread
+
+            with one_native_thread():  # a few thousand rows: threads cost more than they give
+                qtype, conf, reason = model.predict_patches(feats, roles=pair.roles, pixel_m=pixel_m)
         else:
             qtype, conf, reason = rule_qtype(feats, config.classify, config.change, relative=relative)
         frame["QTYPE"] = qtype

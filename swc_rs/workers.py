@@ -23,6 +23,23 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def one_native_thread(openmp: bool = False):
+    """Native thread pools (OpenMP, OpenBLAS) limited to one thread; a
+    :class:`threadpoolctl.threadpool_limits` (a context manager, or left applied).
+
+    Where swc-rs runs its own workers (tiles, windows) those are its parallelism: each
+    worker also spinning up a BLAS/OpenMP thread per core makes them fight over the
+    cores (measured with `make bench-batch`: ~15 % more CPU seconds with two workers;
+    scikit-learn's first multi-threaded predictions took seconds on a busy machine).
+    ``openmp``: load scikit-learn's OpenMP runtime first, so the limit covers it.
+    """
+    from threadpoolctl import threadpool_limits
+
+    if openmp:
+        import sklearn.ensemble  # noqa: F401
+    return threadpool_limits(limits=1)
+
+
 def planned_workers(config_path: str | Path, workers: int | None) -> int:
     """How many tiles will run at once: ``--workers``, else ``[batch] workers`` of the
     configuration, 0 meaning every core. 1 when the configuration cannot be read here

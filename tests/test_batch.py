@@ -395,3 +395,17 @@ def test_planned_workers_reads_the_option_then_the_configuration(tmp_path):
     config.write_text("[batch\n", encoding="utf-8")
     assert planned_workers(config, None) == 1  # unreadable here: load_batch reports it
     assert planned_workers(tmp_path / "missing.toml", None) == 1
+
+
+def test_one_native_thread_limits_blas_and_openmp_and_restores_them():
+    import sklearn.ensemble  # noqa: F401  (OpenMP loaded, so "before" lists it)
+    from threadpoolctl import threadpool_info
+
+    from swc_rs.workers import one_native_thread
+
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    with one_native_thread(openmp=True):
+        inside = threadpool_info()
+    assert {i["user_api"] for i in inside} >= {"blas", "openmp"}
+    assert all(i["num_threads"] == 1 for i in inside)
+    assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
