@@ -310,37 +310,49 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     sel_in, sel_ring = np.flatnonzero(labels), np.flatnonzero(ring)
     lab_in, lab_ring = labels.ravel()[sel_in], ring.ravel()[sel_ring]
 
-    def total(values, sel=sel_in, lab=lab_in):
-        return np.bincount(lab, weights=np.asarray(values).ravel()[sel].astype(np.float64), minlength=count + 1)[1:]
+    def total(values, lab=lab_in):
+        return np.bincount(lab, weights=np.asarray(values, dtype=np.float64), minlength=count + 1)[1:]
 
-    # The evidence of the box only: the statistics never look outside it.
-    ev = dataclasses.replace(ev, **{f.name: getattr(ev, f.name)[box] for f in dataclasses.fields(ev)
-                                    if isinstance(getattr(ev, f.name), np.ndarray)})
-    veg_after = ev.veg_after.astype(np.float64)
+    width = mask.shape[1]
+    box_w = c1 - c0
+    flat_in = (sel_in // box_w + r0) * width + sel_in % box_w + c0  # the same pixels in the window
+    flat_ring = (sel_ring // box_w + r0) * width + sel_ring % box_w + c0
+
+    def at(values, flat=flat_in):  # the window's values at the selected pixels (1-D)
+        return np.ravel(values)[flat]
+
+    # Every per-pixel quantity is taken at the patches' (and rings') pixels only: a few
+    # per cent of the box. The 1-D evidence holds the patch pixels of the box.
+    ev_in = dataclasses.replace(ev, **{f.name: at(getattr(ev, f.name)) for f in dataclasses.fields(ev)
+                                       if isinstance(getattr(ev, f.name), np.ndarray)})
+    veg_after = ev_in.veg_after.astype(np.float64)
+    bright_after = ev_in.bright_after.astype(np.float64)
     # Fine texture: mean absolute deviation from the 3×3 mean (lumpy spoil and benched
     # rock are rough; cleared subsoil and fields are even).
-    fine = np.abs(ev.bright_after - ndimage.uniform_filter(ev.bright_after, size=3))
+    box_bright = ev.bright_after[box]
+    fine = np.abs(ev_in.bright_after - ndimage.uniform_filter(box_bright, size=3).ravel()[sel_in])
     water = config.change.water_ndwi
-    candidate = candidate_mask(ev, ok, np.zeros_like(ok), config.change)
-    red, blue = after[pair.roles.index("red")][box], after[pair.roles.index("blue")][box]
+    everywhere = np.ones(len(sel_in), dtype=bool)
+    candidate = candidate_mask(ev_in, everywhere, ~everywhere, config.change)
+    red, blue = at(after[pair.roles.index("red")]), at(after[pair.roles.index("blue")])
     stats = np.column_stack([
         np.bincount(lab_in, minlength=count + 1)[1:].astype(np.float64),
-        total(ev.veg_before),
+        total(ev_in.veg_before),
         total(veg_after),
         total(veg_after**2),
-        total(ev.bright_before),
-        total(ev.bright_after),
-        total(ev.bright_after.astype(np.float64) ** 2),
+        total(ev_in.bright_before),
+        total(bright_after),
+        total(bright_after**2),
         total(indices.redness(red, blue)),
-        total(ev.bare_after),
-        total(ev.water_before > water),
-        total(ev.water_after > water),
-        total(ev.magnitude),
+        total(ev_in.bare_after),
+        total(ev_in.water_before > water),
+        total(ev_in.water_after > water),
+        total(ev_in.magnitude),
         total(candidate),
         total(fine),
         np.bincount(lab_ring, minlength=count + 1)[1:].astype(np.float64),
-        total(ev.veg_before, sel_ring, lab_ring),
-        total(ev.bright_after, sel_ring, lab_ring),
+        total(at(ev.veg_before, flat_ring), lab_ring),
+        total(at(ev.bright_after, flat_ring), lab_ring),
     ])
     return polygons, stats
 
