@@ -537,7 +537,7 @@ def relative_cloud_shadow_mask(
     date, large; shadows darker by ``shadow_ratio`` with a steady vegetation index, large),
     but "bright" and "dark" are relative to the scene: a cloud top is brighter than all but
     the top ``100 - relative_cloud_percentile`` % of the OTHER date's ground, a shadow
-    darker than all but its bottom share.
+    darker than all but its bottom share. Clouds only with ``relative_cloud_mask``.
     """
     vis = ("blue", "green", "red")
 
@@ -545,9 +545,12 @@ def relative_cloud_shadow_mask(
         white = indices.whiteness(*(stack[roles.index(r)] for r in vis)) <= cfg.cloud_whiteness
         return (bright >= other_high) & (bright >= cfg.cloud_contrast * other) & white
 
-    cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
-             | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
-    cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
+    if cfg.relative_cloud_mask:
+        cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
+                 | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
+        cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
+    else:  # a white new roof or site is a cloud to the visible bands: not masked (see ChangeConfig)
+        cloud = np.zeros(ev.bright_before.shape, bool)
     total_b, total_a = before.mean(axis=0), after_norm.mean(axis=0)
     brighter = np.maximum(total_a, total_b)
     ratio = np.divide(np.minimum(total_a, total_b), brighter, out=np.ones_like(total_a), where=brighter > 0)

@@ -167,8 +167,17 @@ class ChangeConfig:
         Relative radiometry without NIR: greening (a rise of the visible vegetation
         index VARI, which also rises from brown soil to a grey roof) also needs an
         after-state greener than the scene's median.
+    relative_cloud_mask : bool
+        Relative radiometry: mask clouds by the visible test of
+        :func:`swc_rs.change.relative_cloud_shadow_mask` (white, far brighter than the
+        other date's ground, large). Off (default): without reflectance a cloud and a new
+        white roof, slab or bare construction site look alike in the visible bands (both
+        white, top of the stretch, thousands of m² at sub-metre to 2 m pixels), and 8-bit
+        display-stretched RGB mosaics are delivered cloud-screened; the mask then removed
+        most of the largest new buildings of change-dense fine-pixel tiles. Shadows are
+        still masked. Reflectance rasters keep the absolute cloud test whatever this says.
 
-    The last five (``cloud_min_pixels`` > 0, ``relative_whitening``,
+    The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
     ``relative_greening_median``) raised the mean F1 of the sensor/resolution variants of
     the training cities from 0.222 to 0.337, but together lowered it on the held-out
@@ -204,6 +213,7 @@ class ChangeConfig:
     magnitude_noise_sigmas: float = 0.0
     relative_opening_px: int = 1
     relative_greening_median: bool = False
+    relative_cloud_mask: bool = False
 
 
 @dataclass(frozen=True)
