@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = [float((s[k] & pos).sum()) / n for k in order]
         lost = [1.0 - kept[0]] + [kept[i - 1] - kept[i] for i in range(1, len(kept))]
 
-        def prec(m):
+        def prec(m, pos=pos, neg=neg):
             tp, fp = (m & pos).sum(), (m & neg).sum()
             return tp / max(tp + fp, 1)
 
