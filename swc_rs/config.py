@@ -167,15 +167,18 @@ class ChangeConfig:
         Relative radiometry without NIR: greening (a rise of the visible vegetation
         index VARI, which also rises from brown soil to a grey roof) also needs an
         after-state greener than the scene's median.
-    relative_cloud_mask : bool
-        Relative radiometry: mask clouds by the visible test of
-        :func:`swc_rs.change.relative_cloud_shadow_mask` (white, far brighter than the
-        other date's ground, large). Off (default): without reflectance a cloud and a new
-        white roof, slab or bare construction site look alike in the visible bands (both
-        white, top of the stretch, thousands of m² at sub-metre to 2 m pixels), and 8-bit
-        display-stretched RGB mosaics are delivered cloud-screened; the mask then removed
-        most of the largest new buildings of change-dense fine-pixel tiles. Shadows are
-        still masked. Reflectance rasters keep the absolute cloud test whatever this says.
+    relative_clouds : str
+        Relative radiometry: the dates whose clouds (the visible test of
+        :func:`swc_rs.change.relative_cloud_shadow_mask`: white, far brighter than the
+        other date's ground, large) are masked: ``both``, ``before`` or ``none``. Without
+        reflectance a cloud on AFTER and a new white roof, slab or bare construction site
+        look alike in the visible bands (white, top of the stretch, thousands of m² at
+        0.5–2 m pixels); masking them removed most of the largest new buildings of
+        change-dense fine-pixel tiles. A white blob on BEFORE that is gone on AFTER is a
+        cloud or a removed white surface, neither new disturbance, so ``before`` (default)
+        still masks it. The scene threshold is fitted without the clouds of both dates
+        whatever this says (a cloud must not pull it up); shadows are masked as before;
+        reflectance rasters keep the absolute cloud test.
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -213,7 +216,7 @@ class ChangeConfig:
     magnitude_noise_sigmas: float = 0.0
     relative_opening_px: int = 1
     relative_greening_median: bool = False
-    relative_cloud_mask: bool = False
+    relative_clouds: str = "before"
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def test_relative_rule_uses_no_absolute_threshold():
 
 
 def test_relative_clouds_are_large_white_and_brighter_than_the_other_dates_ground():
-    cfg = dataclasses.replace(ChangeConfig(), relative_cloud_mask=True)
+    cfg = dataclasses.replace(ChangeConfig(), relative_clouds="both")
     grass = np.array([0.25, 0.45, 0.30], np.float32)
     before = _field(grass, shape=(80, 80))
     after = _field(grass, shape=(80, 80), seed=3)
@@ -129,29 +129,37 @@ def test_relative_clouds_are_large_white_and_brighter_than_the_other_dates_groun
     assert mask[61:65, 61:65].all() and not mask[0:30, 0:30].any()
 
 
-def test_relative_clouds_are_off_by_default_so_a_large_white_new_site_is_change():
-    """Without reflectance a 900-px white block on one date is a cloud or a new white roof
-    / construction site alike; by default (``relative_cloud_mask`` false) it is change,
-    while a shadow is still masked."""
+def test_relative_clouds_on_after_are_kept_by_default_so_a_large_white_new_site_is_change():
+    """Without reflectance a 900-px white block new on AFTER is a cloud or a new white roof
+    / construction site alike; by default (``relative_clouds = "before"``) it is change,
+    while a white blob on BEFORE only (a cloud, or a removed white surface) and a shadow
+    are still masked; ``both`` masks the AFTER one too, ``none`` neither."""
     cfg = ChangeConfig()
-    assert cfg.relative_cloud_mask is False
+    assert cfg.relative_clouds == "before"
     grass = np.array([0.25, 0.45, 0.30], np.float32)
-    before = _field(grass, shape=(80, 80))
-    after = _field(grass, shape=(80, 80), seed=3)
-    after[:, 0:30, 0:30] = 0.97  # white new site (or cloud): 900 px
-    after[:, 50:80, 50:80] *= 0.3  # shadow
+    before = _field(grass, shape=(90, 90))
+    after = _field(grass, shape=(90, 90), seed=3)
+    after[:, 0:30, 0:30] = 0.97  # white new site (or cloud) on AFTER: 900 px
+    before[:, 0:30, 60:90] = 0.97  # cloud on BEFORE
+    after[:, 60:90, 60:90] *= 0.3  # shadow
     ev = pixel_evidence(before, after, RGB, band_scale=np.full(3, 0.1, np.float32))
-    levels = SceneLevels(bright_high=(float(np.percentile(ev.bright_before, 99.5)), 1.0),
+    levels = SceneLevels(bright_high=(float(np.percentile(ev.bright_before[40:, :50], 99.5)),
+                                      float(np.percentile(ev.bright_after[40:, :50], 99.5))),
                          total_low=(float(np.percentile(before.mean(0), 0.5)), 0.0))
     excluded = relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=200)
     assert not excluded[0:30, 0:30].any()
-    assert excluded[50:80, 50:80].all()
+    assert excluded[0:30, 60:90].all()
+    assert excluded[60:90, 60:90].all()
     norm = dataclasses.replace(Normalisation.identity(3), magnitude_threshold=3.0, levels=levels, relative=True)
-    mask = relative_window_mask(before, after, np.ones((80, 80), bool), RGB, ev, norm, cfg, min_pixels=200)
-    assert mask[2:28, 2:28].all() and not mask[52:78, 52:78].any()
-    on = relative_cloud_shadow_mask(before, after, RGB, ev, levels,
-                                    dataclasses.replace(cfg, relative_cloud_mask=True), min_pixels=200)
-    assert on[0:30, 0:30].all()
+    mask = relative_window_mask(before, after, np.ones((90, 90), bool), RGB, ev, norm, cfg, min_pixels=200)
+    assert mask[2:28, 2:28].all() and not mask[0:30, 60:90].any() and not mask[62:88, 62:88].any()
+    both = relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=200, clouds_on="both")
+    assert both[0:30, 0:30].all() and both[0:30, 60:90].all()
+    none = relative_cloud_shadow_mask(before, after, RGB, ev, levels,
+                                      dataclasses.replace(cfg, relative_clouds="none"), min_pixels=200)
+    assert not none[0:30, 0:30].any() and not none[0:30, 60:90].any()
+    with pytest.raises(ConfigError):
+        relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=200, clouds_on="after")
 
 
 def test_relative_shadow_is_darker_than_the_other_dates_darkest_ground():
