@@ -170,15 +170,15 @@ class ChangeConfig:
     relative_clouds : str
         Relative radiometry: the dates whose clouds (the visible test of
         :func:`swc_rs.change.relative_cloud_shadow_mask`: white, far brighter than the
-        other date's ground, large) are masked: ``both``, ``before`` or ``none``. Without
-        reflectance a cloud on AFTER and a new white roof, slab or bare construction site
-        look alike in the visible bands (white, top of the stretch, thousands of m² at
-        0.5–2 m pixels); masking them removed most of the largest new buildings of
-        change-dense fine-pixel tiles. A white blob on BEFORE that is gone on AFTER is a
-        cloud or a removed white surface, neither new disturbance, so ``before`` (default)
-        still masks it. The scene threshold is fitted without the clouds of both dates
-        whatever this says (a cloud must not pull it up); shadows are masked as before;
-        reflectance rasters keep the absolute cloud test.
+        other date's ground, large) are masked: ``both``, ``before`` or ``none``
+        (default). Without reflectance a cloud and a white roof, slab or bare
+        construction site look alike in the visible bands (white, top of the stretch,
+        thousands of m² at 0.5–2 m pixels), on either date: new on AFTER (construction)
+        or gone from BEFORE (demolition, a site built over). Masking them removed most of
+        the largest changes of change-dense fine-pixel RGB tiles (8-bit display mosaics are
+        mostly delivered cloud-screened). The scene threshold is fitted without the clouds
+        of both dates whatever this says (a cloud must not pull it up); shadows are masked
+        as before; reflectance rasters keep the absolute cloud test.
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -216,7 +216,7 @@ class ChangeConfig:
     magnitude_noise_sigmas: float = 0.0
     relative_opening_px: int = 1
     relative_greening_median: bool = False
-    relative_clouds: str = "before"
+    relative_clouds: str = "none"
 
 
 @dataclass(frozen=True)
