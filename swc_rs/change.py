@@ -398,6 +398,8 @@ def clean_mask(mask: np.ndarray, *, opening_px: int, closing_px: int, min_pixels
 
 # -- relative radiometry ---------------------------------------------------------------
 RADIOMETRY_MODES = ("auto", "reflectance", "relative")
+#: :attr:`ChangeConfig.relative_clouds`: the dates whose (visible-test) clouds are masked.
+RELATIVE_CLOUD_MODES = ("both", "before", "none")
 
 
 def relative_radiometry(mode: str, dtypes: tuple[str, ...]) -> bool:
@@ -529,7 +531,7 @@ def scene_levels(windows, cfg: ChangeConfig) -> SceneLevels:
 
 def relative_cloud_shadow_mask(
     before: np.ndarray, after_norm: np.ndarray, roles: tuple[str, ...], ev: Evidence,
-    levels: SceneLevels, cfg: ChangeConfig, *, min_pixels: int = 1,
+    levels: SceneLevels, cfg: ChangeConfig, *, min_pixels: int = 1, clouds_on: str | None = None,
 ) -> np.ndarray:
     """Clouds and shadows on rasters that are not reflectance.
 
@@ -538,15 +540,33 @@ def relative_cloud_shadow_mask(
     but "bright" and "dark" are relative to the scene: a cloud top is brighter than all but
     the top ``100 - relative_cloud_percentile`` % of the OTHER date's ground, a shadow
     darker than all but its bottom share.
+
+    ``clouds_on`` (default ``cfg.relative_clouds``): the dates whose clouds are masked,
+    ``both``, ``before`` or ``none``. The scene calibration passes ``both`` (a cloud must
+    not shape the threshold); the windows use the configured value.
+
+    Raises
+    ------
+    ConfigError
+        ``clouds_on`` is not both, before or none.
     """
     vis = ("blue", "green", "red")
+    clouds_on = cfg.relative_clouds if clouds_on is None else clouds_on
+    if clouds_on not in RELATIVE_CLOUD_MODES:
+        from swc_rs.errors import ConfigError
+
+        raise ConfigError(f"[change] relative_clouds = {clouds_on!r} is not known",
+                          fix=f"use {', '.join(RELATIVE_CLOUD_MODES)}")
 
     def clouds(stack, bright, other, other_high):
         white = indices.whiteness(*(stack[roles.index(r)] for r in vis)) <= cfg.cloud_whiteness
         return (bright >= other_high) & (bright >= cfg.cloud_contrast * other) & white
 
-    cloud = (clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
-             | clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0]))
+    cloud = np.zeros(ev.bright_before.shape, bool)
+    if clouds_on in ("both", "before"):
+        cloud |= clouds(before, ev.bright_before, ev.bright_after, levels.bright_high[1])
+    if clouds_on == "both":  # a white blob new on AFTER: a cloud or a new white roof / site
+        cloud |= clouds(after_norm, ev.bright_after, ev.bright_before, levels.bright_high[0])
     cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
     total_b, total_a = before.mean(axis=0), after_norm.mean(axis=0)
     brighter = np.maximum(total_a, total_b)
@@ -606,8 +626,9 @@ def calibrate_scene(
             yield before, after_norm, pixel_evidence(before, after, roles, after_norm, norm.scale, whitening), valid
 
     def clear(before, after_norm, ev, valid):
-        if relative:
-            excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, levels, cfg, min_pixels=min_pixels)
+        if relative:  # clouds of both dates out of the sample, whatever the windows mask
+            excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, levels, cfg, min_pixels=min_pixels,
+                                                  clouds_on="both")
         else:
             excluded = cloud_shadow_mask(before, after_norm, roles, ev, cfg, min_pixels=min_pixels)
             excluded = excluded | (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)

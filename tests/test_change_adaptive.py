@@ -112,7 +112,7 @@ def test_relative_rule_uses_no_absolute_threshold():
 
 
 def test_relative_clouds_are_large_white_and_brighter_than_the_other_dates_ground():
-    cfg = ChangeConfig()
+    cfg = dataclasses.replace(ChangeConfig(), relative_clouds="both")
     grass = np.array([0.25, 0.45, 0.30], np.float32)
     before = _field(grass, shape=(80, 80))
     after = _field(grass, shape=(80, 80), seed=3)
@@ -127,6 +127,38 @@ def test_relative_clouds_are_large_white_and_brighter_than_the_other_dates_groun
     norm = dataclasses.replace(Normalisation.identity(3), magnitude_threshold=3.0, levels=levels, relative=True)
     mask = relative_window_mask(before, after, np.ones((80, 80), bool), RGB, ev, norm, cfg, min_pixels=200)
     assert mask[61:65, 61:65].all() and not mask[0:30, 0:30].any()
+
+
+def test_relative_clouds_are_not_masked_by_default_so_a_large_white_site_is_change():
+    """Without reflectance a 900-px white block on one date is a cloud or a white roof /
+    construction site alike; by default (``relative_clouds = "none"``) it is change on
+    either date while a shadow is still masked; ``before`` masks the BEFORE one, ``both``
+    both."""
+    cfg = ChangeConfig()
+    assert cfg.relative_clouds == "none"
+    grass = np.array([0.25, 0.45, 0.30], np.float32)
+    before = _field(grass, shape=(90, 90))
+    after = _field(grass, shape=(90, 90), seed=3)
+    after[:, 0:30, 0:30] = 0.97  # white new site (or cloud) on AFTER: 900 px
+    before[:, 0:30, 60:90] = 0.97  # white site gone (or cloud) on BEFORE
+    after[:, 60:90, 60:90] *= 0.3  # shadow
+    ev = pixel_evidence(before, after, RGB, band_scale=np.full(3, 0.1, np.float32))
+    levels = SceneLevels(bright_high=(float(np.percentile(ev.bright_before[40:, :50], 99.5)),
+                                      float(np.percentile(ev.bright_after[40:, :50], 99.5))),
+                         total_low=(float(np.percentile(before.mean(0), 0.5)), 0.0))
+    excluded = relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=200)
+    assert not excluded[0:30, 0:30].any() and not excluded[0:30, 60:90].any()
+    assert excluded[60:90, 60:90].all()
+    norm = dataclasses.replace(Normalisation.identity(3), magnitude_threshold=3.0, levels=levels, relative=True)
+    mask = relative_window_mask(before, after, np.ones((90, 90), bool), RGB, ev, norm, cfg, min_pixels=200)
+    assert mask[2:28, 2:28].all() and not mask[62:88, 62:88].any()
+    early = relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=200, clouds_on="before")
+    assert not early[0:30, 0:30].any() and early[0:30, 60:90].all()
+    both = relative_cloud_shadow_mask(before, after, RGB, ev, levels,
+                                      dataclasses.replace(cfg, relative_clouds="both"), min_pixels=200)
+    assert both[0:30, 0:30].all() and both[0:30, 60:90].all()
+    with pytest.raises(ConfigError):
+        relative_cloud_shadow_mask(before, after, RGB, ev, levels, cfg, min_pixels=200, clouds_on="after")
 
 
 def test_relative_shadow_is_darker_than_the_other_dates_darkest_ground():
@@ -157,6 +189,28 @@ def test_calibrate_scene_fits_the_threshold_on_clear_pixels():
     rel = calibrate_scene(lambda: [(before, after, valid)], ROLES, norm, cfg, relative=True, min_pixels=10_000)
     assert rel.relative and rel.levels is not None
     assert rel.to_dict()["radiometry"] == "relative"
+
+
+def test_relative_calibration_leaves_clouds_of_both_dates_out_whatever_relative_clouds_says():
+    """A large white cloud on BEFORE has a far larger magnitude than a new roof; were it in
+    the calibration sample Otsu would split cloud from everything else and the roof would
+    be missed. The windows may keep it (``relative_clouds = "none"``), the fit may not."""
+    grass = np.array([0.25, 0.45, 0.30], np.float32)
+    before = _field(grass, shape=(120, 120), seed=7)
+    after = _field(grass, shape=(120, 120), seed=8)
+    before[:, 0:40, 0:40] = 0.97  # cloud on BEFORE
+    after[:, 80:100, 80:100] = np.array([0.30, 0.30, 0.32], np.float32)[:, None, None]  # grey roof
+    valid = np.ones((120, 120), bool)
+    norm = dataclasses.replace(Normalisation.identity(3), scale=np.full(3, 0.05, np.float32))
+    cfg = dataclasses.replace(ChangeConfig(), cloud_buffer_px=0)
+    thresholds = {}
+    for mode in ("none", "both"):
+        out = calibrate_scene(lambda: [(before, after, valid)], RGB, norm, dataclasses.replace(cfg, relative_clouds=mode),
+                              relative=True, min_pixels=200)
+        thresholds[mode] = out.magnitude_threshold
+    ev = pixel_evidence(before, after, RGB, after, norm.scale)
+    assert thresholds["none"] == pytest.approx(thresholds["both"])
+    assert thresholds["none"] < ev.magnitude[82:98, 82:98].min()
 
 
 def test_relative_typing_skips_the_absolute_non_project_rules():

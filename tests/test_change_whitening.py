@@ -108,7 +108,7 @@ def test_a_cloud_smaller_than_cloud_min_pixels_is_kept_as_change(relative):
     after = before.copy()
     after[:, 5:11, 5:11] = 0.6  # small white blob
     after[:, 40:60, 40:60] = 0.6  # large white blob
-    cfg = dataclasses.replace(ChangeConfig(), cloud_min_pixels=100, cloud_buffer_px=0)
+    cfg = dataclasses.replace(ChangeConfig(), cloud_min_pixels=100, cloud_buffer_px=0, relative_clouds="both")
     ev = pixel_evidence(before, after, RGB, after, np.full(3, 0.02, np.float32))
     if relative:
         levels = SceneLevels(bright_high=(0.2, 0.2), total_low=(0.0, 0.0))
