@@ -438,22 +438,23 @@ def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
 
 
 class _WindowPool:
-    """The window worker processes of one run, started early so that their start-up
-    (imports, opening the images) overlaps the parent's reading of the inputs and its
-    calibration. ``workers`` ≤ 1 runs every window in the parent."""
+    """The window workers of one run on ``workers`` cores: this process and
+    ``workers - 1`` spawned processes, started early so that their start-up (imports,
+    opening the images) overlaps this process's reading of the inputs and its
+    calibration. ``workers`` ≤ 1 runs every window in this process."""
 
     def __init__(self, request: DetectRequest, workers: int, pair: RasterPair):
         windows = sum(1 for _ in iter_windows(pair.grid, request.config.raster.window_size))
-        self.workers = workers = max(1, min(workers, windows))  # never more processes than windows
+        self.workers = workers = max(1, min(workers, windows))  # never more workers than windows
         self.executor = None
         if workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            self.executor = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_init_worker, initargs=(request,))
             # Start every worker now (the executor otherwise spawns them on first submit).
-            for _ in range(workers):
+            for _ in range(workers - 1):
                 self.executor.submit(_noop, "", 0, 0)
 
     def __enter__(self):
@@ -494,18 +495,129 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
     if pool is None or pool.executor is None:
         results = (_window_patches(pair, norm, config, min_pixels, model, window) for window in windows)
     else:
-        log.info("processing %d windows with %d worker processes", len(windows), pool.workers)
+        log.info("processing %d windows on %d cores (this process and %d spawned)", len(windows), pool.workers,
+                 pool.workers - 1)
         pixel_model = bool(model is not None and model.families())
-        jobs = [(window, norm, pair.shift, min_pixels, pixel_model) for window in windows]
-        results = pool.executor.map(_worker_window, jobs)
+        results = _shared_windows(
+            windows, lambda window: _window_patches(pair, norm, config, min_pixels, model, window),
+            _worker_window, lambda window: (window, norm, pair.shift, min_pixels, pixel_model), pool, progress)
     for done, (pieces, sums) in enumerate(results, start=1):
         polygons.extend(pieces)
         stats.append(sums)
-        progress("detect", done, len(windows))
+        if pool is None or pool.executor is None:
+            progress("detect", done, len(windows))
     geoms, owner = merge_seams(polygons, size, return_owner=True)
     merged = np.zeros((len(geoms), len(STAT_COLUMNS)))
     np.add.at(merged, owner, np.concatenate(stats))
     return geoms, merged
+
+
+def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Callable, pool: _WindowPool,
+                    progress: Progress) -> list:
+    """Every window's result, in window order, computed by this process
+    (``run_here(window)``) and the pool's spawned workers (``remote(job(window))``)
+    taking windows from one queue.
+
+    A dispatcher thread keeps exactly one window in flight per spawned worker (none
+    queued inside the pool), so whoever is free takes the next window and the tail stays
+    short. This process has the images open and everything imported: it starts at once,
+    and no core waits on a process that only collects results. When the pool breaks (a
+    worker died), this process does the windows that are left, the lost one included;
+    any other error in a worker is raised here.
+    """
+    import queue
+    import threading
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo = deque(range(len(windows)))
+    lock = threading.Lock()
+    stop = threading.Event()
+    finished: queue.Queue = queue.Queue()  # (index, result) | (None, error) | (None, None): dispatcher ended
+    results: list = [None] * len(windows)
+
+    def take() -> int | None:
+        with lock:
+            return todo.popleft() if todo and not stop.is_set() else None
+
+    def dispatch() -> None:
+        inflight: dict = {}
+        broken = False
+
+        def submit() -> None:
+            nonlocal broken
+            index = None if broken else take()
+            if index is None:
+                return
+            try:
+                inflight[pool.executor.submit(remote, job(windows[index]))] = index
+            except BrokenProcessPool:
+                broken = True
+                with lock:
+                    todo.appendleft(index)
+
+        try:
+            for _ in range(pool.workers - 1):
+                submit()
+            while inflight:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = inflight.pop(future)
+                    try:
+                        finished.put((index, future.result()))
+                    except BrokenProcessPool:  # a worker died: this process takes its window too
+                        broken = True
+                        with lock:
+                            todo.appendleft(index)
+                    except BaseException as err:
+                        finished.put((None, err))
+                        return
+                    submit()
+        finally:
+            finished.put((None, None))
+
+    def collect(item) -> bool:
+        """Store one dispatcher message; False when the dispatcher has ended."""
+        index, payload = item
+        if index is None:
+            if payload is not None:
+                raise payload
+            return False
+        results[index] = payload
+        count[0] += 1
+        progress("detect", count[0], len(windows))
+        return True
+
+    count = [0]
+    dispatcher = threading.Thread(target=dispatch, name="swc-rs-windows", daemon=True)
+    dispatcher.start()
+    dispatching = True
+    try:
+        while count[0] < len(windows):
+            index = take()
+            if index is not None:
+                results[index] = run_here(windows[index])
+                count[0] += 1
+                progress("detect", count[0], len(windows))
+                while dispatching:  # what the workers finished meanwhile
+                    try:
+                        dispatching = collect(finished.get_nowait())
+                    except queue.Empty:
+                        break
+            elif dispatching:
+                dispatching = collect(finished.get())
+            else:  # the dispatcher ended and put windows back: they are in `todo` (taken above)
+                break
+    finally:
+        stop.set()
+        dispatcher.join()
+    missing = [i for i, r in enumerate(results) if r is None]
+    for i in missing:  # put back by a broken pool after this process had run dry
+        results[i] = run_here(windows[i])
+        count[0] += 1
+        progress("detect", count[0], len(windows))
+    return results
 
 
 def _mean(values: np.ndarray, mask: np.ndarray) -> float:

@@ -1,5 +1,7 @@
 """`swc-rs detect` from the command line: exit codes, messages, outputs."""
 
+import os
+
 import geopandas as gpd
 import pyogrio
 import pytest
@@ -164,3 +166,27 @@ def test_previous_output_keeps_ids_and_reports_growth(tmp_path):
     assert after.QDNM.iloc[0] == before.QDNM[0]  # the same site keeps its id
     assert after.QDTYPE.iloc[0] == "续建（范围扩大）"
     assert after.QDTYPE.iloc[1] == "新增" and after.QDNM.iloc[1] == "511800-202612-000001"
+
+
+def _window_dies_in_a_spawned_worker(item):
+    """The window job of the test below: a spawned worker dies on its first window."""
+    if os.getpid() != int(os.environ["SWC_RS_TEST_PARENT"]):
+        os._exit(1)
+    return item * 10
+
+
+def test_windows_are_shared_with_this_process_and_survive_a_dead_worker(monkeypatch):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from types import SimpleNamespace
+
+    from swc_rs.pipeline import _shared_windows
+
+    monkeypatch.setenv("SWC_RS_TEST_PARENT", str(os.getpid()))
+    reported = []
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        pool = SimpleNamespace(workers=2, executor=executor)
+        results = _shared_windows(list(range(40)), lambda i: i * 10, _window_dies_in_a_spawned_worker,
+                                  lambda i: i, pool, lambda stage, done, total: reported.append(done))
+    assert results == [i * 10 for i in range(40)]  # every window once, in window order, the lost one too
+    assert reported == list(range(1, 41))
