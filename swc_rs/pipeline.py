@@ -520,7 +520,10 @@ def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Ca
 
     A dispatcher thread keeps exactly one window in flight per spawned worker (none
     queued inside the pool), so whoever is free takes the next window and the tail stays
-    short. This process has the images open and everything imported: it starts at once,
+    short. This process works from the first window on, the workers from the last one
+    back: each process goes through a region of neighbouring windows, so the image
+    blocks under a halo it shares with the window before are still in its GDAL block
+    cache (decoded once, not once per window). This process has the images open and everything imported: it starts at once,
     and no core waits on a process that only collects results. When the pool breaks (a
     worker died), this process does the windows that are left, the lost one included;
     any other error in a worker is raised here.
@@ -537,9 +540,11 @@ def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Ca
     finished: queue.Queue = queue.Queue()  # (index, result) | (None, error) | (None, None): dispatcher ended
     results: list = [None] * len(windows)
 
-    def take() -> int | None:
+    def take(last: bool = False) -> int | None:
         with lock:
-            return todo.popleft() if todo and not stop.is_set() else None
+            if not todo or stop.is_set():
+                return None
+            return todo.pop() if last else todo.popleft()
 
     def dispatch() -> None:
         inflight: dict = {}
@@ -547,7 +552,7 @@ def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Ca
 
         def submit() -> None:
             nonlocal broken
-            index = None if broken else take()
+            index = None if broken else take(last=True)
             if index is None:
                 return
             try:
