@@ -86,7 +86,7 @@ from swc_rs.pipeline import (
 from swc_rs.raster import RasterPair, file_checksum
 from swc_rs.sensors import parse_band_map
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer
-from swc_rs.workers import available_cores, start_workers
+from swc_rs.workers import available_cores, share_work, start_workers
 
 log = logging.getLogger(__name__)
 
@@ -598,85 +598,21 @@ def _run_local(tasks: list[TileTask], workers: int, pool: Any = None) -> Iterato
         for task in tasks:
             yield run_tile(task)
         return
-    import queue
-    import threading
-    from collections import deque
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     spawned = min(workers, len(tasks)) - 1
     log.info("processing %d tiles with %d worker processes (this one and %d spawned)", len(tasks), spawned + 1, spawned)
-    pending = deque(tasks)
-    lock = threading.Lock()
-    stop = threading.Event()
-    outcomes: queue.Queue = queue.Queue()
-    done_marker = object()
-
-    def take() -> TileTask | None:
-        with lock:
-            return pending.popleft() if pending and not stop.is_set() else None
-
     if pool is None:
         pool = start_workers(spawned)
-
-    def dispatch() -> None:
-        """Keep exactly one tile in flight per spawned worker (none queued inside the
-        pool, so a free worker and this process always share what is left)."""
-        inflight: dict = {}
-        broken = False
-
-        def submit() -> None:
-            nonlocal broken
-            task = None if broken else take()
-            if task is None:
-                return
-            try:
-                inflight[pool.submit(run_tile, task)] = task
-            except Exception:  # the pool broke (a worker died): this process takes the rest
-                broken = True
-                with lock:
-                    pending.appendleft(task)
-
-        try:
-            for _ in range(spawned):
-                submit()
-            while inflight:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = inflight.pop(future)
-                    try:
-                        outcomes.put(future.result())
-                    except Exception as err:  # a worker died (out of memory, killed): the tile failed
-                        broken = True
-                        outcomes.put(_failed(task, err))
-                    submit()
-        finally:
-            outcomes.put(done_marker)
-
-    dispatcher = threading.Thread(target=dispatch, name="swc-rs-tiles", daemon=True)
-    dispatcher.start()
     finished = False
     try:
-        while (task := take()) is not None:
-            yield run_tile(task)
-            while True:
-                try:
-                    item = outcomes.get_nowait()
-                except queue.Empty:
-                    break
-                if item is done_marker:
-                    outcomes.put(done_marker)  # seen again below
-                    break
-                yield item
-        while (item := outcomes.get()) is not done_marker:
-            yield item
+        # run_tile is looked up when called (tests replace it).
+        for _, outcome in share_work(tasks, lambda task: run_tile(task), lambda task: pool.submit(run_tile, task),
+                                     spawned, on_lost=_failed):
+            yield outcome
         finished = True
     finally:
-        stop.set()
         # With every tile in, the idle workers wind down (interpreter teardown, ~0.7 s)
         # while the month is assembled; the executor still joins them before exit.
         pool.shutdown(wait=not finished, cancel_futures=True)
-        if not finished:
-            dispatcher.join()
 
 
 def _run_dask(tasks: list[TileTask], scheduler: Any) -> Iterator[TileOutcome]:

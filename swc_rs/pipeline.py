@@ -516,112 +516,30 @@ def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Ca
                     progress: Progress) -> list:
     """Every window's result, in window order, computed by this process
     (``run_here(window)``) and the pool's spawned workers (``remote(job(window))``)
-    taking windows from one queue.
+    taking windows from one queue (:func:`swc_rs.workers.share_work`).
 
-    A dispatcher thread keeps exactly one window in flight per spawned worker (none
-    queued inside the pool), so whoever is free takes the next window and the tail stays
-    short. This process works from the first window on, the workers from the last one
-    back: each process goes through a region of neighbouring windows, so the image
-    blocks under a halo it shares with the window before are still in its GDAL block
-    cache (decoded once, not once per window). This process has the images open and everything imported: it starts at once,
-    and no core waits on a process that only collects results. When the pool breaks (a
-    worker died), this process does the windows that are left, the lost one included;
-    any other error in a worker is raised here.
+    This process works from the first window on, the workers from the last one back:
+    each process goes through a region of neighbouring windows, so the image blocks
+    under a halo it shares with the window before are still in its GDAL block cache
+    (decoded once, not once per window). When the pool breaks (a worker died), this
+    process does the windows that are left, the lost one included; any other error in
+    a worker is raised here.
     """
-    import queue
-    import threading
-    from collections import deque
-    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    todo = deque(range(len(windows)))
-    lock = threading.Lock()
-    stop = threading.Event()
-    finished: queue.Queue = queue.Queue()  # (index, result) | (None, error) | (None, None): dispatcher ended
+    from swc_rs.workers import RETRY_HERE, share_work
+
+    def lost(window, err: BaseException):
+        if isinstance(err, BrokenProcessPool):
+            return RETRY_HERE
+        raise err
+
     results: list = [None] * len(windows)
-
-    def take(last: bool = False) -> int | None:
-        with lock:
-            if not todo or stop.is_set():
-                return None
-            return todo.pop() if last else todo.popleft()
-
-    def dispatch() -> None:
-        inflight: dict = {}
-        broken = False
-
-        def submit() -> None:
-            nonlocal broken
-            index = None if broken else take(last=True)
-            if index is None:
-                return
-            try:
-                inflight[pool.executor.submit(remote, job(windows[index]))] = index
-            except BrokenProcessPool:
-                broken = True
-                with lock:
-                    todo.appendleft(index)
-
-        try:
-            for _ in range(pool.workers - 1):
-                submit()
-            while inflight:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = inflight.pop(future)
-                    try:
-                        finished.put((index, future.result()))
-                    except BrokenProcessPool:  # a worker died: this process takes its window too
-                        broken = True
-                        with lock:
-                            todo.appendleft(index)
-                    except BaseException as err:
-                        finished.put((None, err))
-                        return
-                    submit()
-        finally:
-            finished.put((None, None))
-
-    def collect(item) -> bool:
-        """Store one dispatcher message; False when the dispatcher has ended."""
-        index, payload = item
-        if index is None:
-            if payload is not None:
-                raise payload
-            return False
-        results[index] = payload
-        count[0] += 1
-        progress("detect", count[0], len(windows))
-        return True
-
-    count = [0]
-    dispatcher = threading.Thread(target=dispatch, name="swc-rs-windows", daemon=True)
-    dispatcher.start()
-    dispatching = True
-    try:
-        while count[0] < len(windows):
-            index = take()
-            if index is not None:
-                results[index] = run_here(windows[index])
-                count[0] += 1
-                progress("detect", count[0], len(windows))
-                while dispatching:  # what the workers finished meanwhile
-                    try:
-                        dispatching = collect(finished.get_nowait())
-                    except queue.Empty:
-                        break
-            elif dispatching:
-                dispatching = collect(finished.get())
-            else:  # the dispatcher ended and put windows back: they are in `todo` (taken above)
-                break
-    finally:
-        stop.set()
-        dispatcher.join()
-    missing = [i for i, r in enumerate(results) if r is None]
-    for i in missing:  # put back by a broken pool after this process had run dry
-        results[i] = run_here(windows[i])
-        count[0] += 1
-        progress("detect", count[0], len(windows))
+    shared = share_work(windows, run_here, lambda window: pool.executor.submit(remote, job(window)),
+                        pool.workers - 1, on_lost=lost, remote_from_end=True)
+    for done, (index, result) in enumerate(shared, start=1):
+        results[index] = result
+        progress("detect", done, len(windows))
     return results
 
 

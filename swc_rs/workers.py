@@ -69,3 +69,122 @@ def start_workers(count: int) -> ProcessPoolExecutor | None:
 
 def _warm_up() -> None:
     import swc_rs.batch  # noqa: F401  (what a tile needs, but the model's imports)
+
+
+#: Returned by ``on_lost`` of :func:`share_work`: run the item again in this process.
+RETRY_HERE = object()
+
+
+def share_work(items: list, run_here, submit, spawned: int, *, on_lost, remote_from_end: bool = False):
+    """Yield ``(index, result)`` as ``items`` finish, this process and ``spawned``
+    worker processes taking them from one queue.
+
+    This process runs ``run_here(item)``; a dispatcher thread keeps exactly one item in
+    flight per spawned worker with ``submit(item)`` (a future; none queued inside the
+    pool), so whoever is free takes the next item and the tail stays short. This process
+    has everything imported and open already: it starts at once, and no core waits on a
+    process that only collects results. Results of the spawned workers are yielded
+    between this process's items. With ``remote_from_end`` the workers take items from
+    the end of the queue back (neighbouring items stay with one process).
+
+    When a spawned worker's future fails (the pool broke: a worker died), ``on_lost(item,
+    error)`` gives the result to yield, :data:`RETRY_HERE` (this process runs the item
+    again), or raises; no more items go to the pool then and this process does the rest.
+    """
+    import queue
+    import threading
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    todo = deque(range(len(items)))
+    lock = threading.Lock()
+    stop = threading.Event()
+    finished: queue.Queue = queue.Queue()  # (index, result) | (None, error); `ended` last
+    ended = object()
+
+    def take(last: bool = False) -> int | None:
+        with lock:
+            if not todo or stop.is_set():
+                return None
+            return todo.pop() if last else todo.popleft()
+
+    def put_back(index: int) -> None:
+        with lock:
+            todo.appendleft(index)
+
+    def dispatch() -> None:
+        inflight: dict = {}
+        broken = False
+
+        def feed() -> None:
+            nonlocal broken
+            index = None if broken else take(last=remote_from_end)
+            if index is None:
+                return
+            try:
+                inflight[submit(items[index])] = index
+            except Exception:  # the pool broke: this process takes the rest
+                broken = True
+                put_back(index)
+
+        try:
+            for _ in range(spawned):
+                feed()
+            while inflight:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = inflight.pop(future)
+                    try:
+                        finished.put((index, future.result()))
+                    except Exception as err:  # a worker died (out of memory, killed)
+                        broken = True
+                        try:
+                            result = on_lost(items[index], err)
+                        except BaseException as fatal:
+                            finished.put((None, fatal))
+                            stop.set()
+                            continue
+                        if result is RETRY_HERE:
+                            put_back(index)
+                        else:
+                            finished.put((index, result))
+                    feed()
+        finally:
+            finished.put(ended)
+
+    def received(item):
+        if item is not ended and item[0] is None:
+            raise item[1]
+        return item
+
+    dispatcher = threading.Thread(target=dispatch, name="swc-rs-share", daemon=True)
+    dispatcher.start()
+    complete = False
+    try:
+        dispatching = True
+        while True:
+            index = take()
+            if index is not None:
+                yield index, run_here(items[index])
+                while dispatching:  # what the workers finished meanwhile
+                    try:
+                        item = received(finished.get_nowait())
+                    except queue.Empty:
+                        break
+                    if item is ended:
+                        dispatching = False
+                    else:
+                        yield item
+            elif dispatching:
+                item = received(finished.get())
+                if item is ended:
+                    dispatching = False  # items it put back are in the queue
+                else:
+                    yield item
+            else:
+                break
+        complete = True
+    finally:
+        stop.set()
+        if not complete:
+            dispatcher.join()
