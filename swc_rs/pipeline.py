@@ -410,6 +410,8 @@ def _init_worker(request: DetectRequest) -> None:
     from swc_rs.workers import one_native_thread
 
     config = request.config
+    if "pair" in _WORKER:
+        _WORKER["pair"].close()
     _WORKER.clear()
     _WORKER.update(
         request=request,
@@ -420,7 +422,9 @@ def _init_worker(request: DetectRequest) -> None:
 
 
 def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
-    window, norm, shift, min_pixels, pixel_model = job
+    request, window, norm, shift, min_pixels, pixel_model = job
+    if _WORKER.get("request") != request:  # the first window of this run in this process
+        _init_worker(request)
     w = _WORKER
     if w["pair"].shift != shift:
         w["pair"].set_shift(*shift)
@@ -439,29 +443,28 @@ def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
 
 class _WindowPool:
     """The window workers of one run on ``workers`` cores: this process and
-    ``workers - 1`` spawned processes, started early so that their start-up (imports,
+    ``workers - 1`` spawned processes. ``executor``: processes started earlier
+    (:func:`swc_rs.workers.start_workers` with :mod:`swc_rs.pipeline`; the caller shuts
+    them down), else they are started here, early, so that their start-up (imports,
     opening the images) overlaps this process's reading of the inputs and its
     calibration. ``workers`` ≤ 1 runs every window in this process."""
 
-    def __init__(self, request: DetectRequest, workers: int, pair: RasterPair):
+    def __init__(self, request: DetectRequest, workers: int, pair: RasterPair, executor=None):
         windows = sum(1 for _ in iter_windows(pair.grid, request.config.raster.window_size))
         self.workers = workers = max(1, min(workers, windows))  # never more workers than windows
         self.executor = None
+        self._own = False
         if workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from swc_rs.workers import start_workers
 
-            self.executor = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_init_worker, initargs=(request,))
-            # Start every worker now (the executor otherwise spawns them on first submit).
-            for _ in range(workers - 1):
-                self.executor.submit(_noop, "", 0, 0)
+            self._own = executor is None
+            self.executor = start_workers(workers - 1, module=__name__) if executor is None else executor
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.executor is not None:
+        if self._own:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -500,7 +503,7 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
         pixel_model = bool(model is not None and model.families())
         results = _shared_windows(
             windows, lambda window: _window_patches(pair, norm, config, min_pixels, model, window),
-            _worker_window, lambda window: (window, norm, pair.shift, min_pixels, pixel_model), pool, progress)
+            _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model), pool, progress)
     for done, (pieces, sums) in enumerate(results, start=1):
         polygons.extend(pieces)
         stats.append(sums)
@@ -570,7 +573,7 @@ def _period(config: DetectConfig, t2: dt.date | None) -> str:
     return today
 
 
-def detect(request: DetectRequest, progress: Progress | None = None) -> DetectResult:
+def detect(request: DetectRequest, progress: Progress | None = None, executor=None) -> DetectResult:
     """Run the whole detection on two dates of imagery.
 
     Parameters
@@ -579,6 +582,10 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
         Inputs and configuration.
     progress
         Optional callback ``progress(stage, done, total)``.
+    executor
+        Window worker processes started earlier (see :class:`_WindowPool`), else they
+        are started here when the image has several windows and ``request.workers``
+        allows more than one core.
 
     Returns
     -------
@@ -596,7 +603,7 @@ def detect(request: DetectRequest, progress: Progress | None = None) -> DetectRe
     started = dt.datetime.now(dt.UTC)
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
                     resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
-            _WindowPool(request, _workers(request.workers), pair) as pool, \
+            _WindowPool(request, _workers(request.workers), pair, executor) as pool, \
             _parent_threads(pool, request), \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:
         # The model loads and the inputs' checksums (for run_info) are taken in threads

@@ -53,8 +53,9 @@ def planned_workers(config_path: str | Path, workers: int | None) -> int:
     return workers if workers > 0 else available_cores()
 
 
-def start_workers(count: int) -> ProcessPoolExecutor | None:
-    """``count`` spawned processes importing the batch code now (None when 0).
+def start_workers(count: int, module: str = "swc_rs.batch") -> ProcessPoolExecutor | None:
+    """``count`` spawned processes importing ``module`` now (None when 0): the batch's
+    tile code, or :mod:`swc_rs.pipeline` for detect's window workers.
 
     The caller owns the pool: :func:`swc_rs.batch.run_batch` uses it and shuts it down
     once every tile is in; shut it down too when the run ends early.
@@ -63,12 +64,14 @@ def start_workers(count: int) -> ProcessPoolExecutor | None:
         return None
     pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
     for _ in range(count):  # one task per process: the executor spawns a process per waiting task
-        pool.submit(_warm_up)
+        pool.submit(_warm_up, module)
     return pool
 
 
-def _warm_up() -> None:
-    import swc_rs.batch  # noqa: F401  (what a tile needs, but the model's imports)
+def _warm_up(module: str) -> None:
+    import importlib
+
+    importlib.import_module(module)  # what a tile or window needs (not the model's imports)
 
 
 #: Returned by ``on_lost`` of :func:`share_work`: run the item again in this process.

@@ -51,27 +51,66 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
     disturbance_patches, suspected_violations (the field list), projects, zones and
     run_info.
     """
-    import sys
 
     from swc_rs.config import load_config
-    from swc_rs.export.gpkg import check_output, write_result
-    from swc_rs.pipeline import DetectRequest
-    from swc_rs.pipeline import detect as run_detect
-    from swc_rs.sensors import parse_band_map
 
     configure_logging(verbose - quiet)
-    check_output(output, overwrite)
-    if history is not None and history.resolve() == output.resolve():
-        from swc_rs.errors import InputError
-
-        raise InputError("the output and the history store are the same file", path=output,
-                         fix="write the output to its own file; the store is only given with --history")
     overrides: dict = {"raster": {}, "compliance": {}}
     if window_size:
         overrides["raster"]["window_size"] = window_size
     if period:
         overrides["compliance"]["period"] = period
     config = load_config(config_path, overrides)
+    refused = output.exists() and not overwrite  # said below, before any work
+    executor = None if refused else _early_workers(before, config.raster.window_size, workers)
+    try:
+        _detect(before, after, zones, projects, output, sensitive, sensor, bands, config, model, rules, previous,
+                history, workers, overwrite, fail_on_violations, quiet, executor)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _early_workers(before: Path, window_size: int, workers: int):
+    """detect's spawned window workers, started before this process imports the rest, so
+    that their start-up (~1.2 s of imports) runs beside it on the other cores. None when
+    one core does the run or BEFORE is a single window (then nothing is started: a worker
+    would only cost its start-up); also when BEFORE cannot be read here (detect says why)."""
+    import warnings
+
+    from swc_rs.workers import available_cores, start_workers
+
+    cores = workers or available_cores()
+    if cores <= 1:
+        return None
+    try:
+        import rasterio
+
+        with warnings.catch_warnings(), rasterio.open(before) as ds:
+            warnings.simplefilter("ignore")
+            windows = -(-ds.width // window_size) * -(-ds.height // window_size)
+    except Exception:  # noqa: BLE001 - only a probe; detect reports unreadable inputs
+        return None
+    if windows < 2:
+        return None
+    return start_workers(min(cores, windows) - 1, module="swc_rs.pipeline")
+
+
+def _detect(before, after, zones, projects, output, sensitive, sensor, bands, config, model, rules, previous, history,
+            workers, overwrite, fail_on_violations, quiet, executor) -> None:
+    import sys
+
+    from swc_rs.export.gpkg import check_output, write_result
+    from swc_rs.pipeline import DetectRequest
+    from swc_rs.pipeline import detect as run_detect
+    from swc_rs.sensors import parse_band_map
+
+    check_output(output, overwrite)
+    if history is not None and history.resolve() == output.resolve():
+        from swc_rs.errors import InputError
+
+        raise InputError("the output and the history store are the same file", path=output,
+                         fix="write the output to its own file; the store is only given with --history")
     model_path = None if rules else (model or _default_model())
     request = DetectRequest(
         before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
@@ -79,7 +118,7 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
         workers=workers, previous=previous, history=history,
     )
     with progress_bar(enabled=quiet == 0) as progress:
-        result = run_detect(request, progress=progress)
+        result = run_detect(request, progress=progress, executor=executor)
     write_result(result, output, overwrite=overwrite)
     if history is not None:
         from swc_rs.verification import register_run
