@@ -253,18 +253,28 @@ def cloud_shadow_mask(
     kept (clouds also when smaller than ``cloud_min_pixels``, whatever the pixel size,
     unless ``min_pixels`` is 1: no size test). What remains is grown by the buffers (haze and penumbra at the edges).
     """
+    # The rare tests (whiteness, the ratio of the dates, the vegetation index) are taken
+    # only at the few pixels that pass the cheap ones (bright; dark).
     def clouds(stack, bright, other):
-        vis = [stack[roles.index(r)] for r in ("blue", "green", "red")]
-        white = indices.whiteness(*vis) <= cfg.cloud_whiteness
-        return (bright >= cfg.cloud_brightness) & (bright >= cfg.cloud_contrast * other) & white
+        cloud = (bright >= cfg.cloud_brightness) & (bright >= cfg.cloud_contrast * other)
+        at = np.flatnonzero(cloud)
+        if at.size:
+            vis = [stack[roles.index(r)].ravel()[at] for r in ("blue", "green", "red")]
+            cloud.ravel()[at] = indices.whiteness(*vis) <= cfg.cloud_whiteness
+        return cloud
 
     cloud = clouds(before, ev.bright_before, ev.bright_after) | clouds(after, ev.bright_after, ev.bright_before)
     cloud = dilate(_drop_small(cloud, _cloud_pixels(min_pixels, cfg)), cfg.cloud_buffer_px)
     total_b = before.mean(axis=0)
     total_a = after.mean(axis=0)
     darker = np.minimum(total_a, total_b)
-    ratio = np.divide(darker, np.maximum(total_a, total_b), out=np.ones_like(total_a), where=np.maximum(total_a, total_b) > 0)
-    shadow = (ratio < cfg.shadow_ratio) & (darker < cfg.shadow_dark_max) & (np.abs(ev.veg_after - ev.veg_before) < cfg.ndvi_drop)
+    shadow = darker < cfg.shadow_dark_max
+    at = np.flatnonzero(shadow)
+    if at.size:
+        brighter = np.maximum(total_a.ravel()[at], total_b.ravel()[at])
+        ratio = np.divide(darker.ravel()[at], brighter, out=np.ones_like(brighter), where=brighter > 0)
+        veg_change = np.abs(ev.veg_after.ravel()[at] - ev.veg_before.ravel()[at])
+        shadow.ravel()[at] = (ratio < cfg.shadow_ratio) & (veg_change < cfg.ndvi_drop)
     return cloud | dilate(_drop_small(shadow, min_pixels), cfg.shadow_buffer_px)
 
 

@@ -407,7 +407,9 @@ _WORKER: dict = {}
 
 
 def _init_worker(request: DetectRequest) -> None:
-    from swc_rs.workers import one_native_thread
+    from swc_rs.workers import one_native_thread, reuse_freed_memory
+
+    reuse_freed_memory()
 
     config = request.config
     if "pair" in _WORKER:
@@ -597,8 +599,11 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
     InputError
         Any bad input (see :mod:`swc_rs.errors`); nothing has been written then.
     """
+    from swc_rs.workers import reuse_freed_memory
+
     progress = progress or _noop
     config = request.config
+    reuse_freed_memory()  # a window's temporaries reuse the last window's memory
     clock = _Clock()
     started = dt.datetime.now(dt.UTC)
     with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,

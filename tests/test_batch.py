@@ -409,3 +409,14 @@ def test_one_native_thread_limits_blas_and_openmp_and_restores_them():
     assert {i["user_api"] for i in inside} >= {"blas", "openmp"}
     assert all(i["num_threads"] == 1 for i in inside)
     assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
+
+
+def test_reuse_freed_memory_keeps_a_users_setting(monkeypatch):
+    import sys
+
+    from swc_rs.workers import reuse_freed_memory
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert reuse_freed_memory() is False  # the user's allocator setting wins
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert reuse_freed_memory() is sys.platform.startswith("linux")  # glibc here (Debian CI)
