@@ -179,6 +179,13 @@ class ChangeConfig:
         mostly delivered cloud-screened). The scene threshold is fitted without the clouds
         of both dates whatever this says (a cloud must not pull it up); shadows are masked
         as before; reflectance rasters keep the absolute cloud test.
+    relative_hysteresis : float
+        Relative radiometry: hysteresis on the smoothed magnitude. The scene threshold
+        only seeds change; every 8-connected region above this fraction of it (and not
+        greening, on valid ground) that holds a seed is kept whole, so a building or site
+        whose magnitude dips inside is completed while weak isolated noise stays out.
+        Grown within each processing window and its halo (a region crossing a window seam
+        grows from the seeds within that halo only). 0 (or >= 1): off, the threshold alone.
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -217,6 +224,7 @@ class ChangeConfig:
     relative_opening_px: int = 1
     relative_greening_median: bool = False
     relative_clouds: str = "none"
+    relative_hysteresis: float = 0.0
 
 
 @dataclass(frozen=True)
