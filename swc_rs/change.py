@@ -605,14 +605,17 @@ def relative_candidate_mask(
     8-connected region of pixels whose smoothed magnitude reaches ``f × threshold`` (and
     that pass the same greening test, on ``valid`` ground) is kept whole when it holds a
     seed (:func:`hysteresis`). A partly detected building or site is completed; weak
-    isolated noise stays out.
+    isolated noise stays out. With ``relative_seed_factor`` = k > 1 the seeds need
+    ``k × threshold`` instead: a region above the threshold is kept whole only when its
+    peak reaches k times it (a minimum contrast per object, relative to the scene).
     """
     use = cfg.relative_greening_median and levels is not None and not ev.has_nir
     green_after = levels.veg_after_median if use else None
-    seeds = valid & _adaptive(ev, threshold, cfg, green_after)
-    fraction = cfg.relative_hysteresis
-    if fraction <= 0 or fraction >= 1 or not np.isfinite(threshold):
-        return seeds
+    fraction = cfg.relative_hysteresis if 0 < cfg.relative_hysteresis < 1 else 1.0
+    factor = max(cfg.relative_seed_factor, 1.0)
+    if (fraction == 1.0 and factor == 1.0) or not np.isfinite(threshold):
+        return valid & _adaptive(ev, threshold, cfg, green_after)
+    seeds = valid & _adaptive(ev, factor * threshold, cfg, green_after)
     return hysteresis(valid & _adaptive(ev, fraction * threshold, cfg, green_after), seeds)
 
 

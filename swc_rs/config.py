@@ -186,6 +186,11 @@ class ChangeConfig:
         whose magnitude dips inside is completed while weak isolated noise stays out.
         Grown within each processing window and its halo (a region crossing a window seam
         grows from the seeds within that halo only). 0 (or >= 1): off, the threshold alone.
+    relative_seed_factor : float
+        Relative radiometry: minimum contrast per object. A region above the (low)
+        threshold is kept only when its smoothed magnitude somewhere reaches this many
+        times the scene threshold (the hysteresis seeds); a whole region is kept or
+        dropped, so a kept building is not thinned. 1: off.
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -225,6 +230,7 @@ class ChangeConfig:
     relative_greening_median: bool = False
     relative_clouds: str = "none"
     relative_hysteresis: float = 0.0
+    relative_seed_factor: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,18 @@ def test_relative_hysteresis_grows_only_through_valid_non_greening_ground():
 
 def test_relative_hysteresis_is_off_by_default():
     assert ChangeConfig().relative_hysteresis == 0.0
+
+
+def test_relative_seed_factor_keeps_only_regions_whose_peak_reaches_k_times_the_threshold():
+    magnitude = np.zeros((40, 40), np.float32)
+    magnitude[5:15, 5:15] = 3.5  # above the threshold, with a strong core: kept whole
+    magnitude[9:11, 9:11] = 8.0
+    magnitude[25:35, 25:35] = 3.5  # above the threshold but weak everywhere: low contrast
+    ev = _evidence(magnitude)
+    valid = np.ones((40, 40), bool)
+    base = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0)
+    plain = relative_candidate_mask(ev, valid, 3.0, base)
+    assert plain[5:15, 5:15].all() and plain[25:35, 25:35].all()
+    strict = relative_candidate_mask(ev, valid, 3.0, dataclasses.replace(base, relative_seed_factor=1.5))
+    assert strict[5:15, 5:15].all()  # the whole region, not only its core
+    assert not strict[25:35, 25:35].any()
