@@ -190,7 +190,10 @@ class ChangeConfig:
         Relative radiometry: minimum contrast per object. A region above the (low)
         threshold is kept only when its smoothed magnitude somewhere reaches this many
         times the scene threshold (the hysteresis seeds); a whole region is kept or
-        dropped, so a kept building is not thinned. 1: off.
+        dropped, so a kept building is not thinned. 1: off. Default 1.5: on the dev
+        sets (dense RGB crops of the training cities and generated scenes; the 8-bit
+        sensor/resolution variants) it raised the mean F1 0.612 → 0.624 and 0.262 → 0.265
+        with no pair lower by more than 0.002; 2.0 cut weak real sites (0.619).
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -230,7 +233,7 @@ class ChangeConfig:
     relative_greening_median: bool = False
     relative_clouds: str = "none"
     relative_hysteresis: float = 0.0
-    relative_seed_factor: float = 1.0
+    relative_seed_factor: float = 1.5
 
 
 @dataclass(frozen=True)

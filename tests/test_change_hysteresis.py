@@ -41,7 +41,8 @@ def test_hysteresis_keeps_components_of_the_low_mask_that_hold_a_seed():
 def test_relative_hysteresis_completes_a_seeded_object_and_leaves_weak_noise_out():
     ev = _evidence(_scene())
     valid = np.ones((40, 40), bool)
-    off = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0, relative_hysteresis=0.0)
+    off = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0, relative_hysteresis=0.0,
+                              relative_seed_factor=1.0)
     on = dataclasses.replace(off, relative_hysteresis=0.6)
     plain = relative_candidate_mask(ev, valid, 3.0, off)
     grown = relative_candidate_mask(ev, valid, 3.0, on)
@@ -57,7 +58,8 @@ def test_relative_hysteresis_grows_only_through_valid_non_greening_ground():
     ev = _evidence(_scene())
     valid = np.ones((40, 40), bool)
     valid[5:15, 12] = False  # a masked column (cloud shadow, nodata) splits the building
-    cfg = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0, relative_hysteresis=0.6)
+    cfg = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0, relative_hysteresis=0.6,
+                              relative_seed_factor=1.0)
     grown = relative_candidate_mask(ev, valid, 3.0, cfg)
     assert grown[5:15, 5:12].all()
     assert not grown[5:15, 12:15].any()
@@ -67,8 +69,9 @@ def test_relative_hysteresis_grows_only_through_valid_non_greening_ground():
     assert grown[5:15, 5:12].all() and not grown[:, 12:].any()  # greening is never grown into
 
 
-def test_relative_hysteresis_is_off_by_default():
+def test_relative_hysteresis_is_off_and_the_seed_factor_on_by_default():
     assert ChangeConfig().relative_hysteresis == 0.0
+    assert ChangeConfig().relative_seed_factor == 1.5
 
 
 def test_relative_seed_factor_keeps_only_regions_whose_peak_reaches_k_times_the_threshold():
@@ -78,7 +81,7 @@ def test_relative_seed_factor_keeps_only_regions_whose_peak_reaches_k_times_the_
     magnitude[25:35, 25:35] = 3.5  # above the threshold but weak everywhere: low contrast
     ev = _evidence(magnitude)
     valid = np.ones((40, 40), bool)
-    base = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0)
+    base = dataclasses.replace(ChangeConfig(), magnitude_smoothing_px=0, relative_seed_factor=1.0)
     plain = relative_candidate_mask(ev, valid, 3.0, base)
     assert plain[5:15, 5:15].all() and plain[25:35, 25:35].all()
     strict = relative_candidate_mask(ev, valid, 3.0, dataclasses.replace(base, relative_seed_factor=1.5))
