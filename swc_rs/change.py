@@ -610,10 +610,41 @@ def relative_candidate_mask(
     soil to a grey or blue roof; with ``relative_greening_median`` greening there also
     needs an after-state greener than the scene's median (``levels.veg_after_median``),
     i.e. more vegetated than the typical ground of the scene.
+
+    With ``relative_hysteresis`` = f > 0 the scene threshold only seeds the change: an
+    8-connected region of pixels whose smoothed magnitude reaches ``f × threshold`` (and
+    that pass the same greening test, on ``valid`` ground) is kept whole when it holds a
+    seed (:func:`hysteresis`). A partly detected building or site is completed; weak
+    isolated noise stays out. With ``relative_seed_factor`` = k > 1 the seeds need
+    ``k × threshold`` instead: a region above the threshold is kept whole only when its
+    peak reaches k times it (a minimum contrast per object, relative to the scene).
     """
     use = cfg.relative_greening_median and levels is not None and not ev.has_nir
     green_after = levels.veg_after_median if use else None
-    return valid & _adaptive(ev, threshold, cfg, green_after)
+    fraction = cfg.relative_hysteresis if 0 < cfg.relative_hysteresis < 1 else 1.0
+    factor = max(cfg.relative_seed_factor, 1.0)
+    if (fraction == 1.0 and factor == 1.0) or not np.isfinite(threshold):
+        return valid & _adaptive(ev, threshold, cfg, green_after)
+    seeds = valid & _adaptive(ev, factor * threshold, cfg, green_after)
+    return hysteresis(valid & _adaptive(ev, fraction * threshold, cfg, green_after), seeds)
+
+
+def hysteresis(low: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 8-connected components of ``low`` that contain a pixel of ``seeds`` (hysteresis
+    thresholding: seeds at a high threshold, grown through pixels above a low one).
+
+    ``seeds`` must lie inside ``low``. In the detector this runs per window and its halo:
+    a region that crosses a window seam is only grown from the seeds inside that window's
+    halo, so a seam can cut a long weak region whose seeds lie farther away (the windows
+    are fixed by the grid, never by the worker count).
+    """
+    if not seeds.any():
+        return seeds.copy()
+    labels, count = ndimage.label(low, structure=np.ones((3, 3), bool))
+    keep = np.zeros(count + 1, bool)
+    keep[np.unique(labels[seeds])] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def calibrate_scene(

@@ -179,6 +179,21 @@ class ChangeConfig:
         mostly delivered cloud-screened). The scene threshold is fitted without the clouds
         of both dates whatever this says (a cloud must not pull it up); shadows are masked
         as before; reflectance rasters keep the absolute cloud test.
+    relative_hysteresis : float
+        Relative radiometry: hysteresis on the smoothed magnitude. The scene threshold
+        only seeds change; every 8-connected region above this fraction of it (and not
+        greening, on valid ground) that holds a seed is kept whole, so a building or site
+        whose magnitude dips inside is completed while weak isolated noise stays out.
+        Grown within each processing window and its halo (a region crossing a window seam
+        grows from the seeds within that halo only). 0 (or >= 1): off, the threshold alone.
+    relative_seed_factor : float
+        Relative radiometry: minimum contrast per object. A region above the (low)
+        threshold is kept only when its smoothed magnitude somewhere reaches this many
+        times the scene threshold (the hysteresis seeds); a whole region is kept or
+        dropped, so a kept building is not thinned. 1: off. Default 1.5: on the dev
+        sets (dense RGB crops of the training cities and generated scenes; the 8-bit
+        sensor/resolution variants) it raised the mean F1 0.612 → 0.624 and 0.262 → 0.265
+        with no pair lower by more than 0.002; 2.0 cut weak real sites (0.619).
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -217,6 +232,8 @@ class ChangeConfig:
     relative_opening_px: int = 1
     relative_greening_median: bool = False
     relative_clouds: str = "none"
+    relative_hysteresis: float = 0.0
+    relative_seed_factor: float = 1.5
 
 
 @dataclass(frozen=True)
