@@ -325,7 +325,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def summarise(results: list[PairResult], *, product: bool) -> dict:
     """Means over pairs. The product mean and ratio use only the pairs the product scored."""
-    methods = (("product",) if product else ()) + BASELINES
+    baselines = _baselines_run(results)
+    methods = (("product",) if product else ()) + baselines
     means: dict = {}
     for method in methods:
         for key in ("precision", "recall", "f1"):
@@ -338,15 +339,20 @@ def summarise(results: list[PairResult], *, product: bool) -> dict:
         means[method]["pairs"] = sum(1 for r in results if method in r.methods and r.methods[method].scores is not None)
     if product:
         scored = [r for r in results if r.f1("product") is not None]
-        best = max((float(np.mean([r.f1(m) for r in scored])) for m in BASELINES), default=0.0) if scored else 0.0
+        best = max((float(np.mean([r.f1(m) for r in scored])) for m in baselines), default=0.0) if scored else 0.0
         means["ratio_product_best_baseline"] = (
             float(np.mean([r.f1("product") for r in scored])) / best if scored and best else None
         )
     return means
 
 
+def _baselines_run(results: list[PairResult]) -> tuple[str, ...]:
+    """The baselines computed in this run (none with --no-baselines)."""
+    return tuple(m for m in BASELINES if any(m in r.methods for r in results))
+
+
 def format_table(results: list[PairResult], means: dict, *, product: bool) -> str:
-    methods = (("product",) if product else ()) + BASELINES
+    methods = (("product",) if product else ()) + _baselines_run(results)
     header = ["pair", "sensor", *(METHOD_TITLES[m] for m in methods)]
     if product:
         header += ["product/best", "t product s"]
@@ -359,7 +365,7 @@ def format_table(results: list[PairResult], means: dict, *, product: bool) -> st
             row.append("error" if result is not None and result.error else _fmt(r.f1(m)))
         if product:
             row += [_fmt(r.ratio(), 2), _fmt(r.methods["product"].seconds, 1)]
-        row.append(_fmt(sum(r.methods[m].seconds for m in BASELINES), 1))
+        row.append(_fmt(sum(r.methods[m].seconds for m in BASELINES if m in r.methods), 1))
         rows.append(row)
     mean_row = ["mean", f"{len(results)} pairs"]
     for m in methods:
