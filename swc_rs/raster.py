@@ -306,10 +306,19 @@ class RasterPair:
             valid = np.pad(valid, pad, mode="constant", constant_values=False)
         if fr == 0 and fc == 0:
             return data[:, :h, :w], valid[:h, :w]
-        out = data[:, :h, :w] * ((1 - fr) * (1 - fc))
-        out += data[:, :h, 1:] * ((1 - fr) * fc)
-        out += data[:, 1:, :w] * (fr * (1 - fc))
-        out += data[:, 1:, 1:] * (fr * fc)
+        # Separable bilinear interpolation, in place: along columns, then along rows.
+        out = data[:, :, :w]
+        if fc:
+            out = data[:, :, 1:] - out
+            out *= fc
+            out += data[:, :, :w]
+        if fr:
+            top = out[:, :h]
+            out = out[:, 1:] - top
+            out *= fr
+            out += top
+        else:
+            out = out[:, :h]
         ok = valid[:h, :w].copy()
         if fc:
             ok &= valid[:h, 1:]
@@ -411,7 +420,7 @@ class RasterPair:
     def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False, roles: Sequence[str] | None = None):
         indexes = [bands.profile.bands[r] for r in (roles or self.roles)]
         raw = ds.read(indexes, window=window)
-        data = raw.astype(np.float32) * np.float32(bands.scale)
+        data = np.multiply(raw, np.float32(bands.scale), dtype=np.float32)
         if alpha:
             valid = ds.read(ds.count, window=window) > 0
         elif bands.nodata is not None:
