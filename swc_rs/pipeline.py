@@ -443,6 +443,53 @@ def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
     return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window)
 
 
+def _worker_calibrate(request: DetectRequest) -> tuple:
+    """:func:`_calibrate` in a window worker: its result, the shift it set on the pair
+    and the log records it wrote (logging is not set up in the worker)."""
+    import logging
+
+    if _WORKER.get("request") != request:
+        _init_worker(request)
+    records: list = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    logger = logging.getLogger("swc_rs")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        norm, shift, used = _calibrate(_WORKER["pair"], request.config)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return norm, shift, used, _WORKER["pair"].shift, [(r.name, r.levelno, r.getMessage()) for r in records]
+
+
+def _start_calibration(pair: RasterPair, request: DetectRequest, pool: _WindowPool) -> Callable:
+    """A callable returning :func:`_calibrate`'s result, computed in a spawned window
+    worker when there is one: there it runs beside this process's reading of the
+    vectors and loading of the model (in one process they shared a GIL, leaving the
+    other core idle). The shift it applied is applied to ``pair`` too. If the worker
+    fails (or there is none), this process calibrates, and reports any problem."""
+    if pool.executor is None:
+        return lambda: _calibrate(pair, request.config)
+    future = pool.executor.submit(_worker_calibrate, request)
+
+    def result():
+        try:
+            norm, shift, used, applied, records = future.result()
+        except Exception:  # noqa: BLE001 - calibrated here instead, where errors are reported properly
+            log.debug("calibration in the worker failed; calibrating here", exc_info=True)
+            return _calibrate(pair, request.config)
+        for name, level, message in records:
+            logging.getLogger(name).log(level, message)
+        if applied != (0.0, 0.0):
+            pair.set_shift(*applied)
+        return norm, shift, used
+
+    return result
+
+
 class _WindowPool:
     """The window workers of one run on ``workers`` cores: this process and
     ``workers - 1`` spawned processes. ``executor``: processes started earlier
@@ -611,8 +658,10 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             _WindowPool(request, _workers(request.workers), pair, executor) as pool, \
             _parent_threads(pool, request), \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:
-        # The model loads and the inputs' checksums (for run_info) are taken in threads
-        # while the vectors are read and the pair calibrated (hashing releases the GIL).
+        # The pair is calibrated in a window worker (when there is one), the model loads
+        # and the inputs' checksums (for run_info) are taken in threads while the
+        # vectors are read (hashing releases the GIL).
+        calibration = _start_calibration(pair, request, pool)
         model_future = None
         if request.model is not None:
             from swc_rs.model import load_model
@@ -634,11 +683,13 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
 
         pixel_m = ground_pixel_size(pair)
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
-        norm, shift, used = _calibrate(pair, config)
+        norm, shift, used = calibration()
         clock.lap("calibrate")
         model = model_future.result() if model_future is not None else None
         clock.lap("model")
         geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
+        if pool.executor is not None:  # done with them: they wind down while the patches are judged
+            pool.executor.shutdown(wait=False)
         clock.lap("detect")
 
         frame = gpd.GeoDataFrame(geometry=to_map(geoms_px, pair.grid.transform), crs=pair.grid.crs).to_crs(area_crs)

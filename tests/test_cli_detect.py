@@ -211,3 +211,28 @@ def test_an_error_in_a_window_worker_is_raised_not_hidden(monkeypatch):
         with pytest.raises(ValueError, match="cannot be processed"):
             _shared_windows(list(range(40)), lambda i: i, _window_fails_in_a_spawned_worker, lambda i: i, pool,
                             lambda stage, done, total: None)
+
+
+def test_calibration_in_a_window_worker_equals_calibration_here():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from swc_rs.config import load_config
+    from swc_rs.pipeline import DetectRequest, _calibrate, _start_calibration
+    from swc_rs.raster import RasterPair
+    from swc_rs.workers import start_workers
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample_tiles"
+    request = DetectRequest(before=sample / "before.tif", after=sample / "after.tif", zones=sample / "zones.gpkg",
+                            projects=sample / "projects.gpkg", config=load_config(None))
+    executor = start_workers(1, module="swc_rs.pipeline")
+    try:
+        with RasterPair(request.before, request.after) as here, RasterPair(request.before, request.after) as there:
+            norm, shift, used = _calibrate(here, request.config)
+            remote_norm, remote_shift, remote_used = _start_calibration(there, request, SimpleNamespace(executor=executor))()
+            assert there.shift == here.shift != (0.0, 0.0)  # the sample's AFTER is shifted: applied here too
+    finally:
+        executor.shutdown(wait=True)
+    assert (remote_shift, remote_used) == (shift, used)
+    assert remote_norm.to_dict() == norm.to_dict()
+    assert remote_norm.magnitude_threshold == norm.magnitude_threshold

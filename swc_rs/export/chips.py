@@ -231,34 +231,39 @@ def make_chips_threaded(violations, before, after, *, threads: int | None = None
         return [chip for part in parts for chip in part]
 
 
-def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions(), threads: int | None = None) -> int:
-    """Add the chips of ``result``'s suspected patches to ``gpkg`` (the temporary output).
+def result_chips(result, options: ChipOptions = ChipOptions(), threads: int | None = None) -> list[Chip]:
+    """The chips of ``result``'s suspected patches, cut from ``result.run_info``'s images.
 
     ``threads``: chip-making threads (None: one per core once there are enough patches).
+    When the images cannot be read the chips are left out with a warning (the detection
+    itself is not lost).
+    """
+    info = result.run_info
+    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
+    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
+    try:
+        return make_chips_threaded(result.violations, info["before"], info["after"], sensor=sensor, shift=shift,
+                                   dates=(info.get("date_before") or "", info.get("date_after") or ""),
+                                   options=options, threads=threads)
+    except (SwcError, OSError, KeyError) as err:
+        log.warning("no evidence chips: %s", err)
+        return []
 
-    The images are those of ``result.run_info``. When they cannot be read the chips are
-    left out with a warning (the detection itself is not lost).
+
+def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions(), threads: int | None = None,
+                chips: list[Chip] | None = None) -> int:
+    """Add the chips of ``result``'s suspected patches to ``gpkg`` (the temporary output):
+    ``chips`` when given (made earlier), else :func:`result_chips`.
 
     Returns
     -------
     int
         Number of chips written.
     """
-    info = result.run_info
-    violations = result.violations
-    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
-    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
+    chips = result_chips(result, options, threads) if chips is None else chips
     con = sqlite3.connect(gpkg)
     try:
         with con:
-            create_table(con)
-            try:
-                chips = make_chips_threaded(violations, info["before"], info["after"], sensor=sensor, shift=shift,
-                                             dates=(info.get("date_before") or "", info.get("date_after") or ""),
-                                             options=options, threads=threads)
-            except (SwcError, OSError, KeyError) as err:
-                log.warning("no evidence chips: %s", err)
-                return 0
             return store_chips(con, chips)
     finally:
         con.close()

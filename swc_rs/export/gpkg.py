@@ -7,11 +7,9 @@ replaced only with ``overwrite=True``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -75,6 +73,15 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
+    from concurrent.futures import ThreadPoolExecutor
+
+    from swc_rs.export.chips import result_chips, write_chips
+    from swc_rs.export.styles import write_styles
+
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swc-rs-chips")
+    # The chips (reading and PNG encoding, ~10 ms of CPU a patch) are made while the
+    # layers are written.
+    made = background.submit(result_chips, result, threads=threads) if chips is None else None
     try:
         write_layer(result.patches, tmp, "disturbance_patches")
         write_layer(result.violations, tmp, "suspected_violations")
@@ -88,21 +95,16 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
             pyogrio.write_dataframe(result.features, tmp, layer="patch_features")
         for name, table in getattr(result, "tables", {}).items():
             pyogrio.write_dataframe(table, tmp, layer=name)
-        from swc_rs.export.chips import write_chips
-        from swc_rs.export.styles import write_styles
-
-        if chips is None:
-            write_chips(tmp, result, threads=threads)
-        else:
-            from swc_rs.export.chips import store_chips
-
-            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-                store_chips(con, chips)
+        write_chips(tmp, result, chips=made.result() if made is not None else chips)
         write_styles(tmp, path)
         os.replace(tmp, path)
     except BaseException:
+        if made is not None:
+            made.cancel()
+        background.shutdown(wait=True)
         tmp.unlink(missing_ok=True)
         raise
+    background.shutdown(wait=True)
     log.info("wrote %s", path)
     return path
 
