@@ -229,7 +229,10 @@ def pixel_evidence(
         centre, matrix = whitening
         diff = np.einsum("kb,bij->kij", np.asarray(matrix, np.float32),
                          diff - np.asarray(centre, np.float32)[:, None, None])
-    magnitude = np.sqrt(np.einsum("bij,bij->ij", diff, diff) / np.float32(len(roles))).astype(np.float32)
+    magnitude = np.einsum("bij,bij->ij", diff, diff)
+    magnitude *= np.float32(1.0 / len(roles))
+    np.sqrt(magnitude, out=magnitude)
+    magnitude = magnitude.astype(np.float32, copy=False)
     return Evidence(vb, va, bb, ba, wb, wa, sb, sa, vb - vn, bn - bb, magnitude, has_nir="nir" in roles)
 
 

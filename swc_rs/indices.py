@@ -62,7 +62,10 @@ def bare_soil_index(blue, red, nir=None, swir1=None) -> np.ndarray:
 
 def brightness(blue, green, red) -> np.ndarray:
     """Visible brightness: mean of blue, green and red reflectance."""
-    return ((np.asarray(blue, np.float32) + green + red) / np.float32(3.0)).astype(np.float32)
+    out = np.add(np.asarray(blue, np.float32), green, dtype=np.float32)
+    out += red
+    out *= np.float32(1.0 / 3.0)
+    return out
 
 
 def redness(red: np.ndarray, blue: np.ndarray) -> np.ndarray:
