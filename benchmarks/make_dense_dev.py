@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +33,20 @@ import rasterio
 from rasterio.windows import Window
 from scipy import ndimage
 
-S2 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_dev_variants import S2, stretch  # noqa: E402  (its sibling in benchmarks/)
+
 RGB_NAMES = ("red", "green", "blue")
 
 
-def stretch(stack: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """uint8 1–255, per band linear between the 1st and 99th percentile of ``ref``."""
-    out = np.empty(stack.shape, np.uint8)
-    for b in range(stack.shape[0]):
-        lo, hi = np.percentile(ref[b], [1, 99])
-        out[b] = np.clip((stack[b] - lo) / max(hi - lo, 1e-6) * 254 + 1, 1, 255).astype(np.uint8)
-    return out
+def read_crop(folder: Path, bands: list[int], win: Window) -> tuple[np.ndarray, np.ndarray, object]:
+    """BEFORE and AFTER (float64) of ``bands`` (0-based) in ``win``, and the window's transform."""
+    with rasterio.open(folder / "before.tif") as s:
+        before = s.read([b + 1 for b in bands], window=win).astype(np.float64)
+        transform = s.window_transform(win)
+    with rasterio.open(folder / "after.tif") as s:
+        after = s.read([b + 1 for b in bands], window=win).astype(np.float64)
+    return before, after, transform
 
 
 def densest_windows(change: np.ndarray, size: int, count: int, min_frac: float = 0.02) -> list[tuple[int, int]]:
@@ -92,12 +96,7 @@ def city_pairs(src: Path, out: Path, *, crop: int, zoom: int, per_city: int) -> 
             label = s.read(1)
             profile = s.profile
         for k, (r0, c0) in enumerate(densest_windows(label == 1, crop, per_city)):
-            win = Window(c0, r0, crop, crop)
-            with rasterio.open(city / "before.tif") as s:
-                before = s.read([b + 1 for b in rgb], window=win).astype(np.float64)
-                transform = s.window_transform(win)
-            with rasterio.open(city / "after.tif") as s:
-                after = s.read([b + 1 for b in rgb], window=win).astype(np.float64)
+            before, after, transform = read_crop(city, rgb, Window(c0, r0, crop, crop))
             lab = label[r0:r0 + crop, c0:c0 + crop][None]
             both = np.concatenate([before, after], axis=2)
             b8, a8 = stretch(before, both), stretch(after, both)
@@ -133,12 +132,7 @@ def scene_pairs(scene: Path, out: Path, *, crop: int, per_scene: int) -> list[di
     order = [names.index(n) for n in RGB_NAMES] if all(n in names for n in RGB_NAMES) else [2, 1, 0]
     rows = []
     for k, (r0, c0) in enumerate(densest_windows(label == 1, crop, per_scene)):
-        win = Window(c0, r0, crop, crop)
-        with rasterio.open(scene / "before.tif") as s:
-            before = s.read([b + 1 for b in order], window=win).astype(np.float64)
-            transform = s.window_transform(win)
-        with rasterio.open(scene / "after.tif") as s:
-            after = s.read([b + 1 for b in order], window=win).astype(np.float64)
+        before, after, transform = read_crop(scene, order, Window(c0, r0, crop, crop))
         both = np.concatenate([before, after], axis=2)
         prof = {**profile, "transform": transform}
         d = out / f"gen_{scene.name}_dense{k}"

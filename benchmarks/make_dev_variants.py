@@ -30,7 +30,8 @@ import rasterio
 S2 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 
-def _stretch(stack: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def stretch(stack: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """uint8 1–255, per band linear between the 1st and 99th percentile of ``ref``."""
     out = np.empty(stack.shape, np.uint8)
     for b in range(stack.shape[0]):
         lo, hi = np.percentile(ref[b], [1, 99])
@@ -63,8 +64,8 @@ def make(src: Path, out: Path) -> list[dict]:
         for kind, bands, names in (("rgb", rgb, ("red", "green", "blue")),):
             d = out / f"{pair.name}_{kind}"
             d.mkdir(parents=True, exist_ok=True)
-            _write(d / "before.tif", _stretch(before[bands], both[bands]), profile, names)
-            _write(d / "after.tif", _stretch(after[bands], both[bands]), profile, names)
+            _write(d / "before.tif", stretch(before[bands], both[bands]), profile, names)
+            _write(d / "after.tif", stretch(after[bands], both[bands]), profile, names)
             _write(d / "label.tif", label, lprof, ("label",))
             rows.append({"pair": d.name, "dataset": f"dev variant {kind} of {pair.name}"})
         vnir = [idx["B02"], idx["B03"], idx["B04"], idx["B08"]]
@@ -93,8 +94,8 @@ def make(src: Path, out: Path) -> list[dict]:
         d = out / f"{pair.name}_30m"
         d.mkdir(parents=True, exist_ok=True)
         names = ("blue", "green", "red", "nir", "swir1", "swir2")
-        _write(d / "before.tif", _stretch(b30, both30), prof30, names)
-        _write(d / "after.tif", _stretch(a30, both30), prof30, names)
+        _write(d / "before.tif", stretch(b30, both30), prof30, names)
+        _write(d / "after.tif", stretch(a30, both30), prof30, names)
         _write(d / "label.tif", lab[None], {**lprof, "transform": prof30["transform"]}, ("label",))
         rows.append({"pair": d.name, "dataset": f"dev variant 30m of {pair.name}"})
         # 30 m as raw 8-bit DN: a fixed linear gain and offset (no stretch), like archive Landsat TM
@@ -135,8 +136,8 @@ def add_generated(scene: Path, out: Path) -> list[dict]:
     both = np.concatenate([before[rgb], after[rgb]], axis=2)
     d = out / f"gen_{scene.name}_rgb"
     d.mkdir(parents=True, exist_ok=True)
-    _write(d / "before.tif", _stretch(before[rgb], both), profile, ("red", "green", "blue"))
-    _write(d / "after.tif", _stretch(after[rgb], both), profile, ("red", "green", "blue"))
+    _write(d / "before.tif", stretch(before[rgb], both), profile, ("red", "green", "blue"))
+    _write(d / "after.tif", stretch(after[rgb], both), profile, ("red", "green", "blue"))
     _write(d / "label.tif", label, lprof, ("label",))
     rows.append({"pair": d.name, "dataset": f"generated {scene.name} rgb"})
     return rows
