@@ -545,28 +545,29 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
     polygons: list = []
     stats: list[np.ndarray] = [np.zeros((0, len(STAT_COLUMNS)))]
     if pool is None or pool.executor is None:
-        results = (_window_patches(pair, norm, config, min_pixels, model, window) for window in windows)
+        finished = enumerate(_window_patches(pair, norm, config, min_pixels, model, window) for window in windows)
     else:
         log.info("processing %d windows on %d cores (this process and %d spawned)", len(windows), pool.workers,
                  pool.workers - 1)
         pixel_model = bool(model is not None and model.families())
-        results = _shared_windows(
+        finished = _shared_windows(
             windows, lambda window: _window_patches(pair, norm, config, min_pixels, model, window),
-            _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model), pool, progress)
-    for done, (pieces, sums) in enumerate(results, start=1):
+            _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model), pool)
+    results: list = [None] * len(windows)
+    for done, (index, result) in enumerate(finished, start=1):
+        results[index] = result
+        progress("detect", done, len(windows))
+    for pieces, sums in results:  # in window order, whoever did them
         polygons.extend(pieces)
         stats.append(sums)
-        if pool is None or pool.executor is None:
-            progress("detect", done, len(windows))
     geoms, owner = merge_seams(polygons, size, return_owner=True)
     merged = np.zeros((len(geoms), len(STAT_COLUMNS)))
     np.add.at(merged, owner, np.concatenate(stats))
     return geoms, merged
 
 
-def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Callable, pool: _WindowPool,
-                    progress: Progress) -> list:
-    """Every window's result, in window order, computed by this process
+def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Callable, pool: _WindowPool):
+    """``(index, result)`` of every window as it finishes, computed by this process
     (``run_here(window)``) and the pool's spawned workers (``remote(job(window))``)
     taking windows from one queue (:func:`swc_rs.workers.share_work`).
 
@@ -586,13 +587,8 @@ def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Ca
             return RETRY_HERE
         raise err
 
-    results: list = [None] * len(windows)
-    shared = share_work(windows, run_here, lambda window: pool.executor.submit(remote, job(window)),
-                        pool.workers - 1, on_lost=lost, remote_from_end=True)
-    for done, (index, result) in enumerate(shared, start=1):
-        results[index] = result
-        progress("detect", done, len(windows))
-    return results
+    return share_work(windows, run_here, lambda window: pool.executor.submit(remote, job(window)),
+                      pool.workers - 1, on_lost=lost, remote_from_end=True)
 
 
 def _mean(values: np.ndarray, mask: np.ndarray) -> float:
