@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -73,38 +74,35 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
-    from concurrent.futures import ThreadPoolExecutor
-
     from swc_rs.export.chips import result_chips, write_chips
     from swc_rs.export.styles import write_styles
 
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swc-rs-chips")
     # The chips (reading and PNG encoding, ~10 ms of CPU a patch) are made while the
     # layers are written.
-    made = background.submit(result_chips, result, threads=threads) if chips is None else None
-    try:
-        write_layer(result.patches, tmp, "disturbance_patches")
-        write_layer(result.violations, tmp, "suspected_violations")
-        write_layer(result.projects, tmp, "projects")
-        write_layer(result.zones, tmp, "zones")
-        for name, frame in (extra_layers or {}).items():
-            write_layer(frame, tmp, name)
-        info = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in result.run_info.items()}
-        pyogrio.write_dataframe(pd.DataFrame([info]), tmp, layer="run_info")
-        if result.features is not None:
-            pyogrio.write_dataframe(result.features, tmp, layer="patch_features")
-        for name, table in getattr(result, "tables", {}).items():
-            pyogrio.write_dataframe(table, tmp, layer=name)
-        write_chips(tmp, result, chips=made.result() if made is not None else chips)
-        write_styles(tmp, path)
-        os.replace(tmp, path)
-    except BaseException:
-        if made is not None:
-            made.cancel()
-        background.shutdown(wait=True)
-        tmp.unlink(missing_ok=True)
-        raise
-    background.shutdown(wait=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="swc-rs-chips") as background:
+        made = background.submit(result_chips, result, threads=threads) if chips is None else None
+        try:
+            write_layer(result.patches, tmp, "disturbance_patches")
+            write_layer(result.violations, tmp, "suspected_violations")
+            write_layer(result.projects, tmp, "projects")
+            write_layer(result.zones, tmp, "zones")
+            for name, frame in (extra_layers or {}).items():
+                write_layer(frame, tmp, name)
+            info = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
+                    for k, v in result.run_info.items()}
+            pyogrio.write_dataframe(pd.DataFrame([info]), tmp, layer="run_info")
+            if result.features is not None:
+                pyogrio.write_dataframe(result.features, tmp, layer="patch_features")
+            for name, table in getattr(result, "tables", {}).items():
+                pyogrio.write_dataframe(table, tmp, layer=name)
+            write_chips(tmp, result, chips=made.result() if made is not None else chips)
+            write_styles(tmp, path)
+            os.replace(tmp, path)
+        except BaseException:
+            if made is not None:
+                made.cancel()
+            tmp.unlink(missing_ok=True)
+            raise
     log.info("wrote %s", path)
     return path
 
