@@ -1,9 +1,11 @@
-"""Local tile worker processes, started before the batch process has finished starting.
+"""Local worker processes of the batch's tiles and detect's windows.
 
-A spawned worker pays ~1.5 s of imports before it can take a tile. ``swc-rs batch``
-starts its workers first thing (this module imports nothing heavy), so that their
-start-up overlaps the batch process's own imports and planning, while the second core
-would otherwise be idle; :func:`swc_rs.batch.run_batch` then hands them tiles.
+A spawned worker pays ~1.2–1.5 s of imports before it can take work. ``swc-rs batch``
+and ``swc-rs detect`` start theirs first thing (this module imports nothing heavy), so
+that their start-up overlaps the calling process's own imports and planning, while the
+other cores would otherwise be idle. :func:`share_work` then has the calling process
+and the workers take items from one queue; :func:`one_native_thread` and
+:func:`reuse_freed_memory` are the per-process settings of such workers.
 """
 
 from __future__ import annotations
