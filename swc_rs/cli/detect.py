@@ -39,7 +39,7 @@ Example:
 @click.option("--history", "history", type=_PATH, default=None, help="History store (HISTORY.gpkg, created if absent): field verdicts applied, confirmed violations carried until 销号, QDTYPE against its last period; this run is registered with it.")
 @click.option("--period", default=None, help="Reporting period YYYYMM for patch ids (default: AFTER's date).")
 @click.option("--window-size", type=click.IntRange(128, 16384), default=None, help="Processing window side in pixels (memory).")
-@click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True, help="Worker processes for the windows; 0 = every available core.")
+@click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True, help="Cores for the windows: this process and N − 1 spawned worker processes; 0 = every available core.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--fail-on-violations", is_flag=True, help="Exit 3 when suspected violations are found.")
 @verbosity_options
