@@ -621,26 +621,51 @@ def relative_candidate_mask(
     isolated noise stays out. With ``relative_seed_factor`` = k > 1 the seeds need
     ``k × threshold`` instead: a region above the threshold is kept whole only when its
     peak reaches k times it (a minimum contrast per object, relative to the scene).
+
+    The detector applies this per patch once the window seams are merged
+    (:func:`relative_low_mask`, :func:`relative_seeds`), so a seam never cuts a region
+    from its seeds.
     """
+    if not relative_seeding(cfg) or not np.isfinite(threshold):
+        return valid & _adaptive(ev, threshold, cfg, _green_after(ev, cfg, levels))
+    return hysteresis(relative_low_mask(ev, valid, threshold, cfg, levels), relative_seeds(ev, valid, threshold, cfg, levels))
+
+
+def _green_after(ev: Evidence, cfg: ChangeConfig, levels: SceneLevels | None) -> float | None:
     use = cfg.relative_greening_median and levels is not None and not ev.has_nir
-    green_after = levels.veg_after_median if use else None
-    fraction = cfg.relative_hysteresis if 0 < cfg.relative_hysteresis < 1 else 1.0
+    return levels.veg_after_median if use else None
+
+
+def relative_seeding(cfg: ChangeConfig) -> bool:
+    """Whether the relative rule keeps only regions holding a seed (``relative_hysteresis``
+    on, or ``relative_seed_factor`` > 1)."""
+    return 0 < cfg.relative_hysteresis < 1 or cfg.relative_seed_factor > 1
+
+
+def relative_seeds(ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig,
+                   levels: SceneLevels | None = None) -> np.ndarray:
+    """The seed pixels of the relative rule: smoothed magnitude at least
+    ``max(relative_seed_factor, 1) × threshold`` and no greening, on ``valid`` ground."""
     factor = max(cfg.relative_seed_factor, 1.0)
-    if (fraction == 1.0 and factor == 1.0) or not np.isfinite(threshold):
-        return valid & _adaptive(ev, threshold, cfg, green_after)
-    seeds = valid & _adaptive(ev, factor * threshold, cfg, green_after)
-    return hysteresis(valid & _adaptive(ev, fraction * threshold, cfg, green_after), seeds)
+    return valid & _adaptive(ev, factor * threshold, cfg, _green_after(ev, cfg, levels))
+
+
+def relative_low_mask(
+    ev: Evidence, valid: np.ndarray, threshold: float, cfg: ChangeConfig, levels: SceneLevels | None = None,
+) -> np.ndarray:
+    """Every pixel the relative rule may keep: smoothed magnitude at least the threshold
+    (``relative_hysteresis`` × it when on) and no greening. With seeding
+    (:func:`relative_seeding`) the detector keeps the patches of this mask that hold a
+    :func:`relative_seeds` pixel, judged once the window seams are merged: the per-object
+    contrast test of :func:`relative_candidate_mask`, on whole patches."""
+    fraction = cfg.relative_hysteresis if 0 < cfg.relative_hysteresis < 1 else 1.0
+    return valid & _adaptive(ev, fraction * threshold, cfg, _green_after(ev, cfg, levels))
 
 
 def hysteresis(low: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """The 8-connected components of ``low`` that contain a pixel of ``seeds`` (hysteresis
     thresholding: seeds at a high threshold, grown through pixels above a low one).
-
-    ``seeds`` must lie inside ``low``. In the detector this runs per window and its halo:
-    a region that crosses a window seam is only grown from the seeds inside that window's
-    halo, so a seam can cut a long weak region whose seeds lie farther away (the windows
-    are fixed by the grid, never by the worker count).
-    """
+    ``seeds`` must lie inside ``low``."""
     if not seeds.any():
         return seeds.copy()
     labels, count = ndimage.label(low, structure=np.ones((3, 3), bool))
@@ -704,5 +729,14 @@ def relative_window_mask(
     norm: Normalisation, cfg: ChangeConfig, *, min_pixels: int,
 ) -> np.ndarray:
     """Candidate mask of one window under relative radiometry (clouds and shadows out)."""
+    return relative_candidate_mask(ev, relative_clear(before, after_norm, valid, roles, ev, norm, cfg, min_pixels=min_pixels),
+                                   norm.magnitude_threshold, cfg, norm.levels)
+
+
+def relative_clear(
+    before: np.ndarray, after_norm: np.ndarray, valid: np.ndarray, roles: tuple[str, ...], ev: Evidence,
+    norm: Normalisation, cfg: ChangeConfig, *, min_pixels: int,
+) -> np.ndarray:
+    """Valid ground of one window that is neither cloud nor shadow, under relative radiometry."""
     excluded = relative_cloud_shadow_mask(before, after_norm, roles, ev, norm.levels, cfg, min_pixels=min_pixels)
-    return relative_candidate_mask(ev, valid & ~excluded, norm.magnitude_threshold, cfg, norm.levels)
+    return valid & ~excluded

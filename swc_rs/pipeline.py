@@ -37,8 +37,12 @@ from swc_rs.change import (
     cloud_shadow_mask,
     fit_normalisation,
     pixel_evidence,
+    relative_candidate_mask,
+    relative_clear,
+    relative_low_mask,
     relative_radiometry,
-    relative_window_mask,
+    relative_seeding,
+    relative_seeds,
 )
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
@@ -245,11 +249,13 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
 
 #: Per-patch sums gathered in the window pass; the object features are their ratios
 #: (see :func:`features_from_stats`). Additive, so the pieces of a patch cut by a
-#: window seam add up to the patch.
+#: window seam add up to the patch. ``seeds``: under relative radiometry with seeding, its
+#: seed pixels (:func:`swc_rs.change.relative_seeds`); a patch without any is dropped
+#: once the seams are merged, so a patch is judged whole wherever the seams cut it.
 STAT_COLUMNS = (
     "n", "veg_before", "veg_after", "veg_after_sq", "bright_before", "bright_after", "bright_after_sq",
     "redness_after", "bare_after", "water_before", "water_after", "magnitude", "candidate", "fine",
-    "ring_n", "ring_veg_before", "ring_bright_after",
+    "ring_n", "ring_veg_before", "ring_bright_after", "seeds",
 )
 #: Width in pixels of the ring around a patch whose BEFORE vegetation and AFTER brightness
 #: describe its surroundings (ring_veg_before, ring_bright_after).
@@ -275,10 +281,15 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
     ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale, norm.whitening)
-    mask = None
+    mask = seeds = None
     if norm.relative:  # not reflectance: the scene-adaptive rule alone
-        mask = relative_window_mask(before, after_norm, valid, pair.roles, ev, norm, config.change,
-                                    min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
+        clear = relative_clear(before, after_norm, valid, pair.roles, ev, norm, config.change,
+                               min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
+        if _seeded(norm, config):  # every region here; the patches are judged on their seeds once merged
+            mask = relative_low_mask(ev, clear, norm.magnitude_threshold, config.change, norm.levels)
+            seeds = relative_seeds(ev, clear, norm.magnitude_threshold, config.change, norm.levels)
+        else:
+            mask = relative_candidate_mask(ev, clear, norm.magnitude_threshold, config.change, norm.levels)
     else:
         excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change,
                                      min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
@@ -353,8 +364,14 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
         np.bincount(lab_ring, minlength=count + 1)[1:].astype(np.float64),
         total(at(ev.veg_before, flat_ring), lab_ring),
         total(at(ev.bright_after, flat_ring), lab_ring),
+        total(at(seeds)) if seeds is not None else np.zeros(count),
     ])
     return polygons, stats
+
+
+def _seeded(norm: Normalisation, config: DetectConfig) -> bool:
+    """Whether the relative rule's regions must hold a seed (see ``seeds`` in :data:`STAT_COLUMNS`)."""
+    return norm.relative and relative_seeding(config.change) and bool(np.isfinite(norm.magnitude_threshold))
 
 
 _FEATURE_COLUMNS = (
@@ -684,6 +701,9 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         model = model_future.result() if model_future is not None else None
         clock.lap("model")
         geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
+        if _seeded(norm, config):  # a region cut by a seam was kept in each window: judged whole now
+            held = stats[:, STAT_COLUMNS.index("seeds")] > 0
+            geoms_px, stats = geoms_px[held], stats[held]
         if pool.executor is not None:  # done with them: they wind down while the patches are judged
             pool.executor.shutdown(wait=False)
         clock.lap("detect")

@@ -233,3 +233,40 @@ def test_calibration_in_a_window_worker_equals_calibration_here():
     assert (remote_shift, remote_used) == (shift, used)
     assert remote_norm.to_dict() == norm.to_dict()
     assert remote_norm.magnitude_threshold == norm.magnitude_threshold
+
+
+def test_an_8bit_region_across_a_seam_is_judged_whole_on_its_far_peak(tmp_path):
+    # RGB 8-bit (relative radiometry): a moderate change region across the seam of 128-px
+    # windows (columns 40–200, ~2× the scene threshold) whose only strong pixels (~8×:
+    # the peak a region needs with relative_seed_factor) lie at columns 50–60, far outside
+    # the right window's halo. Cut by the seam, its right part used to be dropped.
+    import numpy as np
+
+    from tests.conftest import write_raster
+
+    rng = np.random.default_rng(3)
+    before = 100 + 2 * rng.standard_normal((3, 256, 256))
+    after = 100 + 2 * rng.standard_normal((3, 256, 256))
+    after[:, 60:120, 40:200] += 40
+    after[:, 80:95, 50:60] += 120
+    names = ("red", "green", "blue")
+    before_tif = write_raster(tmp_path / "before.tif", before, descriptions=names, dtype="uint8", date="2026-10-01")
+    after_tif = write_raster(tmp_path / "after.tif", after, descriptions=names, dtype="uint8", date="2026-11-02")
+    (tmp_path / "vectors").mkdir()
+    base = make_scene(tmp_path / "vectors", size=256)
+
+    def patches(window: str, factor: float):
+        config = tmp_path / f"seed{factor}.toml"
+        config.write_text(f"[change]\nrelative_seed_factor = {factor}\n", encoding="utf-8")
+        out = tmp_path / f"w{window}_k{factor}.gpkg"
+        args = ["detect", str(before_tif), str(after_tif), "--zones", str(base.zones), "--projects",
+                str(base.projects), "-o", str(out), "--rules", "--window-size", window, "--config", str(config)]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        return gpd.read_file(out, layer="disturbance_patches")
+
+    whole, tiled = patches("1024", 4.0), patches("128", 4.0)
+    assert len(whole) == len(tiled) == 1
+    assert whole.QAREA[0] == pytest.approx(60 * 160 * 4 / 10_000, rel=0.05)  # the whole region
+    assert tiled.QAREA[0] == pytest.approx(whole.QAREA[0], rel=0.01)
+    assert len(patches("1024", 10.0)) == len(patches("128", 10.0)) == 0  # no pixel reaches 10×: no patch
