@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import linalg, special
 from skimage.filters import threshold_otsu
 
 from swc_rs.errors import InputError
@@ -308,7 +308,7 @@ def irmad(
         mads = a.T @ centred_x - b.T @ centred_y
         variances = np.maximum(2.0 * (1.0 - rho), 1e-12)
         chi2_values = np.sum(mads * mads / variances[:, None], axis=0)
-        weights = stats.chi2.sf(chi2_values, bands)
+        weights = special.chdtrc(bands, chi2_values)  # chi-square survival function
         delta = np.max(np.abs(rho - rho_old))
         rho_old = rho
         log.debug("IR-MAD iteration %d: rho=%s delta=%.2e", iterations, np.round(rho, 4), delta)

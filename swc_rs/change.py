@@ -493,7 +493,7 @@ def fit_whitening(diffs: np.ndarray, *, iterations: int = 5) -> tuple[np.ndarray
         Inverse of the Cholesky factor of the robust covariance; the identity when fewer
         than 100 vectors are given.
     """
-    from scipy import linalg, stats
+    from scipy import linalg, special
 
     bands, n = diffs.shape
     if n < 100:
@@ -502,7 +502,7 @@ def fit_whitening(diffs: np.ndarray, *, iterations: int = 5) -> tuple[np.ndarray
     weights = np.ones(n)
     centre = np.zeros(bands)
     cov = np.eye(bands)
-    median_chi2 = float(stats.chi2.ppf(0.5, bands))
+    median_chi2 = float(special.chdtri(bands, 0.5))  # chi-square median
     for _ in range(max(1, iterations)):
         total = weights.sum()
         if total <= 1e-9:
@@ -517,7 +517,7 @@ def fit_whitening(diffs: np.ndarray, *, iterations: int = 5) -> tuple[np.ndarray
         # distance is chi-square's (consistent for Gaussian no-change, as in robust MCD).
         consistency = max(float(np.median(distance)) / median_chi2, 1e-12)
         cov *= consistency
-        weights = stats.chi2.sf(distance / consistency, bands)
+        weights = special.chdtrc(bands, distance / consistency)  # chi-square survival function
     matrix = linalg.solve_triangular(linalg.cholesky(cov, lower=True), np.eye(bands), lower=True)
     return centre.astype(np.float32), matrix.astype(np.float32)
 
