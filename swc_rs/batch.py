@@ -910,7 +910,7 @@ def month_chips(month: MonthResult) -> list:
     after the month's re-judging) are cut from the tile that holds the patch's
     representative point (a merged patch shows the part in that tile, its whole outline
     drawn). Patches outside every tile get none."""
-    from swc_rs.export.chips import make_chips_threaded, read_chips
+    from swc_rs.export.chips import make_chips_threaded, read_chips, run_options
 
     violations = month.result.violations
     if len(violations) == 0 or not month.tiles:
@@ -940,7 +940,8 @@ def month_chips(month: MonthResult) -> list:
         source = month.tiles[k]
         try:
             chips.extend(make_chips_threaded(violations[owner == k], source["before"], source["after"],
-                                              sensor=source["sensor"], shift=source["shift"], dates=source["dates"]))
+                                              sensor=source["sensor"], shift=source["shift"], dates=source["dates"],
+                                              options=run_options(month.result.run_info)))
         except (SwcError, OSError) as err:  # the month is not lost for want of a picture
             log.warning("no evidence chips from tile %s: %s", source["tile_id"], err)
     return chips

@@ -330,6 +330,35 @@ class ZoneRules:
 
 
 @dataclass(frozen=True)
+class ChipsConfig:
+    """Evidence chips: before/after true-colour images of every suspected patch.
+
+    format : str
+        ``jpeg`` (default: photographic imagery, ~1/3 the size of PNG and ~10× faster to
+        encode) or ``png`` (lossless).
+    jpeg_quality : int
+        JPEG quality 1–95 (colour kept at full resolution, so the outline stays sharp).
+    size_px : int
+        Length of the chip's longer side in image pixels (small patches are enlarged,
+        large ones reduced).
+    pad_fraction : float
+        Margin on each side as a fraction of the patch's larger side (pixels) ...
+    min_pad_px, max_pad_px : int
+        ... within these bounds (image pixels).
+    outline_px : int
+        Width of the drawn patch outline (chip pixels).
+    """
+
+    format: str = "jpeg"
+    jpeg_quality: int = 90
+    size_px: int = 256
+    pad_fraction: float = 0.6
+    min_pad_px: int = 12
+    max_pad_px: int = 400
+    outline_px: int = 2
+
+
+@dataclass(frozen=True)
 class DetectConfig:
     """Everything `swc-rs detect` can be told, grouped by stage."""
 
@@ -339,6 +368,7 @@ class DetectConfig:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    chips: ChipsConfig = field(default_factory=ChipsConfig)
     zone_default: ZoneRules = field(default_factory=ZoneRules)
     zones: dict[str, ZoneRules] = field(default_factory=dict)
 
@@ -361,6 +391,7 @@ _SECTIONS = {
     "classify": ClassifyConfig,
     "compliance": ComplianceConfig,
     "history": HistoryConfig,
+    "chips": ChipsConfig,
 }
 
 
@@ -428,6 +459,18 @@ def _check_zone_rules(rules: ZoneRules, *, where: str, source: object) -> None:
         )
 
 
+def _check_chips(chips: ChipsConfig, *, source: object) -> None:
+    if chips.format not in ("jpeg", "png"):
+        raise ConfigError(f"[chips] format = {chips.format!r} is not a chip format", path=source,
+                          fix='use format = "jpeg" or format = "png"')
+    if not 1 <= chips.jpeg_quality <= 95:
+        raise ConfigError(f"[chips] jpeg_quality = {chips.jpeg_quality} is outside 1–95", path=source,
+                          fix="use e.g. jpeg_quality = 90")
+    if chips.size_px < 16 or chips.outline_px < 1 or chips.min_pad_px < 0 or chips.max_pad_px < chips.min_pad_px:
+        raise ConfigError("[chips] size_px must be ≥ 16, outline_px ≥ 1 and 0 ≤ min_pad_px ≤ max_pad_px",
+                          path=source, fix="use the defaults: size_px = 256, outline_px = 2, min_pad_px = 12, max_pad_px = 400")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError("configuration file does not exist", path=path, fix="check the path")
@@ -442,7 +485,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
     """Build a :class:`DetectConfig` from defaults, an optional TOML file and overrides.
 
     The TOML file may hold the sections ``[raster]``, ``[registration]``, ``[change]``,
-    ``[classify]``, ``[compliance]`` and ``rules = "path/to/rules.toml"`` (per-zone
+    ``[classify]``, ``[compliance]``, ``[history]``, ``[chips]`` and ``rules = "path/to/rules.toml"`` (per-zone
     rules; relative to the file). ``overrides`` has the same shape (from CLI flags).
 
     Raises
@@ -470,4 +513,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
         if overrides and overrides.get(name):
             section = _build(cls, overrides[name], where=name, source="command line", base=section)
         sections[name] = section
+    _check_chips(sections["chips"], source=source)
     return DetectConfig(**sections, zone_default=zone_default, zones=zones)

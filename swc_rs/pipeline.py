@@ -519,18 +519,18 @@ class _WindowPool:
         windows = sum(1 for _ in iter_windows(pair.grid, request.config.raster.window_size))
         self.workers = workers = max(1, min(workers, windows))  # never more workers than windows
         self.executor = None
-        self._own = False
+        self.owns_executor = False
         if workers > 1:
             from swc_rs.workers import start_workers
 
-            self._own = executor is None
+            self.owns_executor = executor is None
             self.executor = start_workers(workers - 1, module=__name__) if executor is None else executor
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self._own:
+        if self.owns_executor:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -704,8 +704,8 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         if _seeded(norm, config):  # a region cut by a seam was kept in each window: judged whole now
             held = stats[:, STAT_COLUMNS.index("seeds")] > 0
             geoms_px, stats = geoms_px[held], stats[held]
-        if pool.executor is not None:  # done with them: they wind down while the patches are judged
-            pool.executor.shutdown(wait=False)
+        if pool.owns_executor:  # done with them: they wind down while the patches are judged
+            pool.executor.shutdown(wait=False)  # (the caller's workers stay: detect's CLI has them make chips)
         clock.lap("detect")
 
         frame = gpd.GeoDataFrame(geometry=to_map(geoms_px, pair.grid.transform), crs=pair.grid.crs).to_crs(area_crs)

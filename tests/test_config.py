@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shipped_default_toml_documents_the_defaults():
     loaded = load_config(ROOT / "pipelines" / "default.toml")
     defaults = load_config()
-    for section in ("raster", "registration", "change", "classify", "compliance", "history"):
+    for section in ("raster", "registration", "change", "classify", "compliance", "history", "chips"):
         assert getattr(loaded, section) == getattr(defaults, section), section
 
 

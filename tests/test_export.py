@@ -35,12 +35,13 @@ def suspected(output) -> gpd.GeoDataFrame:
     return frame
 
 
-def decode(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+def decode(image: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
 
 
-def outline_pixels(pixels: np.ndarray) -> int:
-    return int((pixels == np.array(OUTLINE_RGB, np.uint8)).all(axis=2).sum())
+def outline_pixels(pixels: np.ndarray, tolerance: int = 24) -> int:
+    """Pixels of the magenta outline (within ``tolerance`` per channel: JPEG is lossy)."""
+    return int((np.abs(pixels.astype(int) - np.array(OUTLINE_RGB)) <= tolerance).all(axis=2).sum())
 
 
 def test_chips_for_every_suspected_patch(output, suspected):
@@ -48,19 +49,53 @@ def test_chips_for_every_suspected_patch(output, suspected):
     assert sorted((c.QDNM, c.DATE_KIND) for c in chips) == sorted(
         (q, kind) for q in suspected.QDNM for kind in ("before", "after"))
     for chip in chips:
-        pixels = decode(chip.PNG)
+        assert chip.mime == "image/jpeg" and chip.filename == f"{chip.QDNM}_{chip.DATE_KIND}.jpg"
+        pixels = decode(chip.IMAGE)
         assert pixels.shape == (chip.HEIGHT, chip.WIDTH, 3)
         assert outline_pixels(pixels) > 20
-    before = {c.QDNM: decode(c.PNG) for c in chips if c.DATE_KIND == "before"}
-    after = {c.QDNM: decode(c.PNG) for c in chips if c.DATE_KIND == "after"}
+    before = {c.QDNM: decode(c.IMAGE) for c in chips if c.DATE_KIND == "before"}
+    after = {c.QDNM: decode(c.IMAGE) for c in chips if c.DATE_KIND == "after"}
     # the bare soil appears: the patch gets brighter from before to after
     for qdnm in before:
         centre = tuple(s // 2 for s in before[qdnm].shape[:2])
         assert after[qdnm][centre].astype(int).sum() > before[qdnm][centre].astype(int).sum()
     con = sqlite3.connect(output)
     columns = [r[1] for r in con.execute("PRAGMA table_info(chips)")]
+    mimes = {r[0] for r in con.execute("SELECT MIME FROM chips")}
     con.close()
-    assert columns == ["fid", "QDNM", "DATE_KIND", "DATE", "PNG", "WIDTH", "HEIGHT"]
+    assert columns == ["fid", "QDNM", "DATE_KIND", "DATE", "MIME", "IMAGE", "WIDTH", "HEIGHT"]
+    assert mimes == {"image/jpeg"}
+
+
+def test_png_chips_are_lossless_and_keep_the_exact_outline(output, suspected):
+    import pyogrio
+
+    from swc_rs.export.chips import make_chips
+
+    info = pyogrio.read_dataframe(output, layer="run_info").iloc[0]
+    args = dict(sensor="auto", shift=(float(info.shift_rows), float(info.shift_cols)))
+    png = list(make_chips(suspected.head(2), info.before, info.after, options=ChipOptions(format="png"), **args))
+    jpeg = list(make_chips(suspected.head(2), info.before, info.after, **args))
+    for p, j in zip(png, jpeg, strict=True):
+        assert p.mime == "image/png" and p.filename.endswith(".png") and (p.WIDTH, p.HEIGHT) == (j.WIDTH, j.HEIGHT)
+        assert outline_pixels(decode(p.IMAGE), tolerance=0) > 20
+        # the JPEG is the same picture: mean absolute difference of a few grey levels
+        assert np.abs(decode(p.IMAGE).astype(int) - decode(j.IMAGE).astype(int)).mean() < 4
+
+
+def test_chips_written_before_the_image_column_are_read(tmp_path):
+    path = tmp_path / "old.gpkg"
+    png = io.BytesIO()
+    Image.new("RGB", (4, 3), (10, 20, 30)).save(png, format="PNG")
+    con = sqlite3.connect(path)
+    with con:
+        con.execute('CREATE TABLE chips (fid INTEGER PRIMARY KEY, QDNM TEXT, DATE_KIND TEXT, DATE TEXT, PNG BLOB, '
+                    'WIDTH INTEGER, HEIGHT INTEGER)')
+        con.execute("INSERT INTO chips (QDNM, DATE_KIND, DATE, PNG, WIDTH, HEIGHT) VALUES ('Q1', 'before', '', ?, 4, 3)",
+                    (png.getvalue(),))
+    con.close()
+    (chip,) = read_chips(path)
+    assert (chip.QDNM, chip.mime, chip.filename, chip.WIDTH) == ("Q1", "image/png", "Q1_before.png", 4)
 
 
 def test_chips_made_on_threads_equal_one_thread(output, suspected):
@@ -76,6 +111,28 @@ def test_chips_made_on_threads_equal_one_thread(output, suspected):
     two = make_chips_threaded(both, info.before, info.after, threads=2, **args)
     assert [(c.QDNM, c.DATE_KIND) for c in two] == [(q, k) for q in both.QDNM for k in ("before", "after")]
     assert two == one
+
+
+def test_chips_made_by_a_worker_process_equal_those_made_here(output, suspected):
+    import pyogrio
+
+    from swc_rs.export.chips import make_chips_threaded
+    from swc_rs.workers import start_workers
+
+    info = pyogrio.read_dataframe(output, layer="run_info").iloc[0]
+    many = suspected.loc[list(suspected.index) * 8].reset_index(drop=True)  # enough rows for a slice each
+    many["QDNM"] = [f"{q}-{k}" for k, q in enumerate(many.QDNM)]
+    args = dict(sensor="auto", shift=(float(info.shift_rows), float(info.shift_cols)), dates=("t1", "t2"))
+    here = make_chips_threaded(many, info.before, info.after, threads=1, **args)
+    executor = start_workers(1, module="swc_rs.export.chips")
+    try:
+        shared = make_chips_threaded(many, info.before, info.after, threads=1, executor=executor, **args)
+        executor.shutdown(wait=True)
+        after_shutdown = make_chips_threaded(many, info.before, info.after, threads=1, executor=executor, **args)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    assert shared == here  # same chips, same order
+    assert after_shutdown == here  # a pool that is gone: all made here
 
 
 def test_padding_scales_with_the_patch():
@@ -94,7 +151,7 @@ def test_export_chips_folder(output, suspected, tmp_path):
     result = CliRunner().invoke(export, [str(output), "--chips", str(folder)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted(f"{q}_{k}.png" for q in suspected.QDNM for k in ("before", "after"))
+    assert names == sorted(f"{q}_{k}.jpg" for q in suspected.QDNM for k in ("before", "after"))
     assert outline_pixels(np.asarray(Image.open(folder / names[0]).convert("RGB"))) > 0
 
 
@@ -126,7 +183,7 @@ def test_kmz(output, suspected, tmp_path):
         assert names[0] == "doc.kml"
         root = ET.fromstring(archive.read("doc.kml"))
         assert len(root.findall(f".//{KML}Placemark")) == len(suspected)
-        chips = [n for n in names if n.startswith("files/") and n.endswith(".png")]
+        chips = [n for n in names if n.startswith("files/") and n.endswith(".jpg")]
         assert len(chips) == 2 * len(suspected)
         assert all(f'src="{n}"' in archive.read("doc.kml").decode() for n in chips)
 

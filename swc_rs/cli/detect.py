@@ -119,7 +119,7 @@ def _detect(before, after, zones, projects, output, sensitive, sensor, bands, co
     )
     with progress_bar(enabled=quiet == 0) as progress:
         result = run_detect(request, progress=progress, executor=executor)
-    write_result(result, output, overwrite=overwrite)
+    write_result(result, output, overwrite=overwrite, executor=executor)  # the window workers make chips too
     if history is not None:
         from swc_rs.verification import register_run
 

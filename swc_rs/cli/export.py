@@ -27,7 +27,7 @@ Examples:
 @click.option("--csv", "csv_path", type=_FILE, default=None,
               help="CSV of the suspected patches with JD/WD (lon/lat of a point inside each patch), UTF-8 for Excel.")
 @click.option("--chips", "chips_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder for the before/after evidence chips (<QDNM>_before.png, <QDNM>_after.png).")
+              help="Folder for the before/after evidence chips (<QDNM>_before.jpg, <QDNM>_after.jpg; .png with [chips] format = 'png').")
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @verbosity_options
 @handle_errors

@@ -1,13 +1,17 @@
 """Evidence chips: before/after true-colour images of every suspected patch.
 
-Each suspected patch gets two PNG chips (BEFORE and AFTER, on the same grid, AFTER
-shifted by the run's misregistration estimate) with the patch outline drawn, cut
-with a margin that grows with the patch so its surroundings show. They are stored in
-the GeoPackage's ``chips`` table (one row per patch and date, linked by QDNM) and can
-be written to a folder. Imagery is read only through :class:`swc_rs.raster.RasterPair`.
+Each suspected patch gets two chips (BEFORE and AFTER, on the same grid, AFTER shifted
+by the run's misregistration estimate) with the patch outline drawn, cut with a margin
+that grows with the patch so its surroundings show. They are JPEG by default (colour at
+full resolution; ~1/3 the bytes of PNG and ~10× faster to encode) or PNG (``[chips]
+format``). They are stored in the GeoPackage's ``chips`` table (one row per patch and
+date, linked by QDNM) and can be written to a folder. Imagery is read only through
+:class:`swc_rs.raster.RasterPair`.
 
 ``chips`` table: ``fid``, ``QDNM`` (图斑编号), ``DATE_KIND`` (``before``/``after``),
-``DATE`` (ISO image date), ``PNG`` (BLOB), ``WIDTH``, ``HEIGHT`` (pixels).
+``DATE`` (ISO image date), ``MIME`` (``image/jpeg`` or ``image/png``), ``IMAGE`` (BLOB),
+``WIDTH``, ``HEIGHT`` (pixels). GeoPackages written before 2026-12 hold a ``PNG`` column
+instead of ``MIME``/``IMAGE``; they are read as well.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import shapely
 from PIL import Image, ImageDraw
 from rasterio.windows import Window
 
+from swc_rs.config import ChipsConfig
 from swc_rs.errors import InputFileError, OutputExistsError, SwcError
 
 log = logging.getLogger(__name__)
@@ -37,30 +42,20 @@ OUTLINE_RGB = (255, 0, 255)
 TRUE_COLOUR = ("red", "green", "blue")
 #: Pixels per band sampled for a chip's stretch limits.
 _STRETCH_SAMPLE = 16_384
+#: How chips are cut, drawn and encoded: the ``[chips]`` section of the run configuration.
+ChipOptions = ChipsConfig
+DEFAULT_OPTIONS = ChipOptions()
+#: File name extension by MIME type.
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png"}
 
 
-@dataclass(frozen=True)
-class ChipOptions:
-    """How chips are cut and drawn.
-
-    Attributes
-    ----------
-    pad_fraction
-        Margin on each side as a fraction of the patch's larger side (pixels).
-    min_pad_px, max_pad_px
-        Bounds of that margin in image pixels.
-    size_px
-        Target length of the chip's longer side in PNG pixels (small patches are
-        enlarged, large ones reduced).
-    outline_px
-        Outline width in PNG pixels.
-    """
-
-    pad_fraction: float = 0.6
-    min_pad_px: int = 12
-    max_pad_px: int = 400
-    size_px: int = 256
-    outline_px: int = 2
+def sniff_mime(blob: bytes) -> str | None:
+    """``image/png`` or ``image/jpeg`` from the first bytes of ``blob``, else None."""
+    if blob[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if blob[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,13 +63,22 @@ class Chip:
     QDNM: str
     DATE_KIND: str
     DATE: str
-    PNG: bytes
+    IMAGE: bytes
     WIDTH: int
     HEIGHT: int
 
+    @property
+    def mime(self) -> str:
+        return sniff_mime(self.IMAGE) or "application/octet-stream"
+
+    @property
+    def filename(self) -> str:
+        """``<QDNM>_<before|after>.jpg`` (or ``.png``)."""
+        return f"{self.QDNM}_{self.DATE_KIND}{EXTENSIONS.get(self.mime, '.bin')}"
+
 
 def chip_window(bounds_px: tuple[float, float, float, float], shape: tuple[int, int],
-                options: ChipOptions = ChipOptions()) -> Window | None:
+                options: ChipOptions = DEFAULT_OPTIONS) -> Window | None:
     """The window around a patch's pixel bounds (col0, row0, col1, row1), padded and clipped.
 
     The margin is ``pad_fraction`` of the patch's larger side, within
@@ -106,11 +110,12 @@ _LEVELS = 4096
 _GAMMA_TABLE = np.round(np.linspace(0.0, 1.0, _LEVELS) ** (1 / _GAMMA) * 254).astype(np.uint8)  # 254: the outline stays unique
 
 
-def to_png(rgb: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-           rings: list[np.ndarray], options: ChipOptions = ChipOptions()) -> tuple[bytes, int, int]:
-    """Encode a (3, h, w) reflectance chip as PNG with ``rings`` (pixel x/y arrays) drawn.
+def encode_chip(rgb: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                rings: list[np.ndarray], options: ChipOptions = DEFAULT_OPTIONS) -> tuple[bytes, int, int]:
+    """Encode a (3, h, w) reflectance chip as ``options.format`` with ``rings`` (pixel
+    x/y arrays) drawn.
 
-    Returns the PNG bytes and its width and height.
+    Returns the image bytes and its width and height.
     """
     gain = ((_LEVELS - 1) / (hi - lo)).astype(np.float32)[:, None, None]
     level = (rgb - lo.astype(np.float32)[:, None, None]) * gain
@@ -128,9 +133,12 @@ def to_png(rgb: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
             points = [tuple(p) for p in (np.vstack([ring, ring[:1]]) * scale).tolist()]
             draw.line(points, fill=OUTLINE_RGB, width=options.outline_px, joint="curve")
     buffer = io.BytesIO()
-    # zlib level 1 with run-length matching after PNG's row filters: ~2× faster than the
-    # default level 6 and smaller than plain level 1 (optimize=True: ~10× slower).
-    image.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    if options.format == "png":
+        # zlib level 1 with run-length matching after PNG's row filters: ~2× faster than
+        # the default level 6 and smaller than plain level 1 (optimize=True: ~10× slower).
+        image.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    else:  # no chroma subsampling: the thin magenta outline keeps its colour
+        image.save(buffer, format="JPEG", quality=options.jpeg_quality, subsampling=0)
     return buffer.getvalue(), out_w, out_h
 
 
@@ -146,7 +154,7 @@ def _rings_px(geom, inverse, col0: int, row0: int) -> list[np.ndarray]:
 
 def make_chips(violations, before: str | Path, after: str | Path, *, sensor: str = "auto",
                shift: tuple[float, float] = (0.0, 0.0), dates: tuple[str, str] = ("", ""),
-               options: ChipOptions = ChipOptions()) -> Iterator[Chip]:
+               options: ChipOptions = DEFAULT_OPTIONS) -> Iterator[Chip]:
     """Before and after chips of every patch in ``violations`` (GeoDataFrame with QDNM).
 
     Raises
@@ -181,8 +189,8 @@ def make_chips(violations, before: str | Path, after: str | Path, *, sensor: str
             lo, hi = stretch(np.concatenate([rgb_b, rgb_a], axis=2), np.concatenate([valid, valid], axis=1))
             rings = _rings_px(geom, inverse, int(window.col_off), int(window.row_off))
             for kind, rgb, date in (("before", rgb_b, dates[0]), ("after", rgb_a, dates[1])):
-                png, width, height = to_png(rgb, valid, lo, hi, rings, options)
-                yield Chip(str(qdnm), kind, date or "", png, width, height)
+                image, width, height = encode_chip(rgb, valid, lo, hi, rings, options)
+                yield Chip(str(qdnm), kind, date or "", image, width, height)
 
 
 # -- GeoPackage table -------------------------------------------------------------------
@@ -191,11 +199,11 @@ def create_table(con: sqlite3.Connection) -> None:
 
     con.execute(
         f'CREATE TABLE IF NOT EXISTS "{TABLE}" ("fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
-        '"QDNM" TEXT NOT NULL, "DATE_KIND" TEXT NOT NULL, "DATE" TEXT, "PNG" BLOB NOT NULL, '
-        '"WIDTH" INTEGER, "HEIGHT" INTEGER)'
+        '"QDNM" TEXT NOT NULL, "DATE_KIND" TEXT NOT NULL, "DATE" TEXT, "MIME" TEXT NOT NULL, '
+        '"IMAGE" BLOB NOT NULL, "WIDTH" INTEGER, "HEIGHT" INTEGER)'
     )
     con.execute(f'CREATE INDEX IF NOT EXISTS "idx_{TABLE}_QDNM" ON "{TABLE}" ("QDNM")')
-    register_attributes_table(con, TABLE, "before/after evidence chips of the suspected patches (PNG)")
+    register_attributes_table(con, TABLE, "before/after evidence chips of the suspected patches (JPEG or PNG, see MIME)")
 
 
 def store_chips(con: sqlite3.Connection, chips) -> int:
@@ -204,53 +212,98 @@ def store_chips(con: sqlite3.Connection, chips) -> int:
     count = 0
     for chip in chips:
         con.execute(f'DELETE FROM "{TABLE}" WHERE "QDNM" = ? AND "DATE_KIND" = ?', (chip.QDNM, chip.DATE_KIND))
-        con.execute(f'INSERT INTO "{TABLE}" ("QDNM", "DATE_KIND", "DATE", "PNG", "WIDTH", "HEIGHT") '
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (chip.QDNM, chip.DATE_KIND, chip.DATE, sqlite3.Binary(chip.PNG), chip.WIDTH, chip.HEIGHT))
+        con.execute(f'INSERT INTO "{TABLE}" ("QDNM", "DATE_KIND", "DATE", "MIME", "IMAGE", "WIDTH", "HEIGHT") '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (chip.QDNM, chip.DATE_KIND, chip.DATE, chip.mime, sqlite3.Binary(chip.IMAGE), chip.WIDTH,
+                     chip.HEIGHT))
         count += 1
     return count
 
 
-def make_chips_threaded(violations, before, after, *, threads: int | None = None, **kwargs) -> list[Chip]:
-    """:func:`make_chips` over ``threads`` slices of ``violations`` at once (each thread
-    opens its own datasets; reading, resampling and PNG encoding release the GIL).
-    Chips come back in the order of ``violations``."""
+def run_options(info: dict) -> ChipOptions:
+    """The ``[chips]`` options a run used (its run_info ``parameters``, a dict or JSON);
+    the defaults when it has none."""
+    import json
+
+    parameters = info.get("parameters")
+    if isinstance(parameters, str):
+        try:
+            parameters = json.loads(parameters)
+        except ValueError:
+            parameters = None
+    section = parameters.get("chips") if isinstance(parameters, dict) else None
+    if not isinstance(section, dict):
+        return ChipOptions()
+    known = {k: v for k, v in section.items() if k in ChipOptions.__dataclass_fields__}
+    return ChipOptions(**known)
+
+
+def make_chips_threaded(violations, before, after, *, threads: int | None = None, executor=None,
+                        **kwargs) -> list[Chip]:
+    """:func:`make_chips` over slices of ``violations`` at once: ``threads`` threads here
+    (each opens its own datasets; reading, resampling and encoding release the GIL) and,
+    with ``executor`` (idle worker processes, e.g. detect's window workers), one slice
+    per worker process beside them. Chips come back in the order of ``violations``."""
     from concurrent.futures import ThreadPoolExecutor
 
     from swc_rs.workers import available_cores
 
+    spawned = getattr(executor, "_max_workers", 0) if executor is not None else 0
     if threads is None:
-        threads = min(available_cores(), len(violations) // 20)  # a slice is worth a thread from ~20 patches
-    threads = max(1, min(threads, len(violations)))
-    if threads == 1:
+        threads = max(1, available_cores() - spawned)
+    parts = max(1, min(threads + spawned, len(violations) // 20))  # a slice is worth it from ~20 patches
+    if parts == 1:
         return list(make_chips(violations, before, after, **kwargs))
-    bounds = np.linspace(0, len(violations), threads + 1).astype(int)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="swc-rs-chips") as pool:
-        parts = pool.map(lambda k: list(make_chips(violations.iloc[bounds[k]:bounds[k + 1]], before, after, **kwargs)),
-                         range(threads))
-        return [chip for part in parts for chip in part]
+    bounds = np.linspace(0, len(violations), parts + 1).astype(int)
+    slices = [violations.iloc[bounds[k]:bounds[k + 1]] for k in range(parts)]
+    remote = []
+    for part in slices[:min(spawned, parts - 1)]:  # the first slices to the workers, the rest here
+        try:
+            remote.append(executor.submit(_chip_list, part, before, after, kwargs))
+        except RuntimeError:  # the pool is shut down or broken: make them here
+            break
+    local = slices[len(remote):]
+    with ThreadPoolExecutor(max_workers=len(local), thread_name_prefix="swc-rs-chips") as pool:
+        here = list(pool.map(lambda part: _chip_list(part, before, after, kwargs), local))
+    made = []
+    for future, part in zip(remote, slices, strict=False):
+        try:
+            made.append(future.result())
+        except SwcError:
+            raise
+        except Exception:  # noqa: BLE001 - the worker died: make its slice here
+            log.debug("chips in a worker failed; making them here", exc_info=True)
+            made.append(_chip_list(part, before, after, kwargs))
+    return [chip for part in made + here for chip in part]
 
 
-def result_chips(result, options: ChipOptions = ChipOptions(), threads: int | None = None) -> list[Chip]:
+def _chip_list(violations, before, after, kwargs: dict) -> list[Chip]:
+    return list(make_chips(violations, before, after, **kwargs))
+
+
+def result_chips(result, options: ChipOptions | None = None, threads: int | None = None,
+                 executor=None) -> list[Chip]:
     """The chips of ``result``'s suspected patches, cut from ``result.run_info``'s images.
 
-    ``threads``: chip-making threads (None: one per core once there are enough patches).
-    When the images cannot be read the chips are left out with a warning (the detection
-    itself is not lost).
+    ``options``: None takes the run's ``[chips]`` configuration. ``threads``: chip-making
+    threads here (None: one per core not taken by ``executor``'s worker processes, which
+    make a slice each when given). When the images cannot be read the chips are left out
+    with a warning (the detection itself is not lost).
     """
     info = result.run_info
+    options = run_options(info) if options is None else options
     sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
     shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
     try:
         return make_chips_threaded(result.violations, info["before"], info["after"], sensor=sensor, shift=shift,
                                    dates=(info.get("date_before") or "", info.get("date_after") or ""),
-                                   options=options, threads=threads)
+                                   options=options, threads=threads, executor=executor)
     except (SwcError, OSError, KeyError) as err:
         log.warning("no evidence chips: %s", err)
         return []
 
 
-def write_chips(gpkg: str | Path, result, options: ChipOptions = ChipOptions(), threads: int | None = None,
+def write_chips(gpkg: str | Path, result, options: ChipOptions | None = None, threads: int | None = None,
                 chips: list[Chip] | None = None) -> int:
     """Add the chips of ``result``'s suspected patches to ``gpkg`` (the temporary output):
     ``chips`` when given (made earlier), else :func:`result_chips`.
@@ -276,7 +329,9 @@ def read_chips(gpkg: str | Path) -> list[Chip]:
         exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
         if not exists:
             return []
-        rows = con.execute(f'SELECT "QDNM", "DATE_KIND", "DATE", "PNG", "WIDTH", "HEIGHT" FROM "{TABLE}" '
+        columns = {row[1] for row in con.execute(f'PRAGMA table_info("{TABLE}")')}
+        blob = "IMAGE" if "IMAGE" in columns else "PNG"  # "PNG": written before 2026-12
+        rows = con.execute(f'SELECT "QDNM", "DATE_KIND", "DATE", "{blob}", "WIDTH", "HEIGHT" FROM "{TABLE}" '
                            'ORDER BY "QDNM", "DATE_KIND" DESC').fetchall()
     finally:
         con.close()
@@ -296,11 +351,13 @@ def chips_for_output(gpkg: str | Path) -> list[Chip]:
     sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
     shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
     return list(make_chips(violations, info["before"], info["after"], sensor=sensor, shift=shift,
-                           dates=(info.get("date_before") or "", info.get("date_after") or "")))
+                           dates=(info.get("date_before") or "", info.get("date_after") or ""),
+                           options=run_options(info)))
 
 
 def export_chips(gpkg: str | Path, folder: str | Path, *, overwrite: bool = False, chips=None) -> list[Path]:
-    """Write the chips of ``gpkg`` to ``folder`` as ``<QDNM>_<before|after>.png``.
+    """Write the chips of ``gpkg`` to ``folder`` as ``<QDNM>_<before|after>.jpg`` (``.png``
+    for PNG chips).
 
     Raises
     ------
@@ -311,7 +368,7 @@ def export_chips(gpkg: str | Path, folder: str | Path, *, overwrite: bool = Fals
     if folder.exists() and not folder.is_dir():
         raise InputFileError("is not a folder", path=folder, fix="give a folder for the chips")
     chips = chips_for_output(gpkg) if chips is None else chips
-    paths = [folder / f"{chip.QDNM}_{chip.DATE_KIND}.png" for chip in chips]
+    paths = [folder / chip.filename for chip in chips]
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"the chips folder already holds {len(existing)} chip(s), e.g. {existing[0].name}",
@@ -319,6 +376,6 @@ def export_chips(gpkg: str | Path, folder: str | Path, *, overwrite: bool = Fals
     folder.mkdir(parents=True, exist_ok=True)
     for chip, path in zip(chips, paths, strict=True):
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(chip.PNG)
+        tmp.write_bytes(chip.IMAGE)
         tmp.replace(path)
     return paths

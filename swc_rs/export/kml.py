@@ -166,12 +166,12 @@ def write_kml(frame: gpd.GeoDataFrame, path: str | Path, *, overwrite: bool = Fa
     if path.suffix.lower() == ".kml":
         _atomic_write(path, kml_document(frame))
         return path
-    inside = {(c.QDNM, c.DATE_KIND): f"files/{c.QDNM}_{c.DATE_KIND}.png" for c in chips}
+    inside = {(c.QDNM, c.DATE_KIND): f"files/{c.filename}" for c in chips}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("doc.kml", kml_document(frame, chips=inside))  # doc.kml first, as readers expect
         for chip in chips:
-            archive.writestr(inside[(chip.QDNM, chip.DATE_KIND)], chip.PNG)
+            archive.writestr(inside[(chip.QDNM, chip.DATE_KIND)], chip.IMAGE)
     _atomic_write(path, buffer.getvalue())
     return path
 

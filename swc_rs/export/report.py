@@ -148,8 +148,9 @@ def read_output(path: str | Path) -> ReportInput:
 def read_chips(path: Path) -> dict[tuple[str, str], str]:
     """``{(QDNM, 'before'|'after'): data URI}`` from a ``chips`` table, if there is one.
 
-    Accepts the column names of :mod:`swc_rs.export.chips` (QDNM, DATE_KIND, PNG) and
-    lenient variants (KIND, any BLOB column); PNG and JPEG blobs are embedded.
+    Accepts the column names of :mod:`swc_rs.export.chips` (QDNM, DATE_KIND, IMAGE; PNG in
+    older files) and lenient variants (KIND, any BLOB column); PNG and JPEG blobs are
+    embedded.
     """
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
