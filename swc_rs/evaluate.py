@@ -58,14 +58,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 
 from swc_rs.codes import BYD_DESK, COMPLIANT, NOT_PROJECT, OVERRUN, QTYPES, SUSPECTED_PREFIX
 from swc_rs.errors import VectorInputError
+
+if TYPE_CHECKING:  # imported where used: `swc-rs` starts without pandas/geopandas
+    import geopandas as gpd
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +307,8 @@ def match_patches(
         (area of the intersection, m²), ``ratio`` (overlap / smaller area) and ``iou``
         (overlap / area of the union), one row per pair with ``ratio >= min_overlap``.
     """
+    import pandas as pd
+
     columns = {
         "detection": "int64",
         "truth": "int64",
@@ -397,6 +402,9 @@ def normalise_byd(value: object) -> str:
 
 def _prepared(frame: gpd.GeoDataFrame, *, what: str) -> gpd.GeoDataFrame:
     """Reproject to EPSG:4543, make geometries valid, drop empty ones, tidy codes."""
+    import geopandas as gpd
+    import pandas as pd
+
     if frame.crs is None:
         raise VectorInputError(
             f"the {what} layer has no coordinate reference system",
@@ -429,6 +437,8 @@ def _prepared(frame: gpd.GeoDataFrame, *, what: str) -> gpd.GeoDataFrame:
 def _confounder_kinds(
     unmatched: gpd.GeoDataFrame, confounders: gpd.GeoDataFrame | None
 ) -> dict[str, int]:
+    import pandas as pd
+
     if confounders is None or len(confounders) == 0 or len(unmatched) == 0:
         return {}
     if confounders.crs is None:

@@ -13,7 +13,6 @@ import click
 from swc_rs import evaluate as scoring
 from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
 from swc_rs.errors import InputFileError, OutputExistsError
-from swc_rs.vectors import AREA_CRS, list_layers, read_layer
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +138,8 @@ def evaluate(
 
 
 def _read_patches(path: Path, requested: str | None, preferred: tuple[str, ...], *, what: str):
+    from swc_rs.vectors import AREA_CRS, list_layers, read_layer
+
     layers = list_layers(path)
     name = scoring.choose_layer(layers, preferred, requested)
     if name is None:
@@ -166,6 +167,8 @@ def _read_patches(path: Path, requested: str | None, preferred: tuple[str, ...],
 
 
 def _read_confounders(path: Path, requested: str | None):
+    from swc_rs.vectors import AREA_CRS, list_layers, read_layer
+
     name = requested
     if name is None:
         if scoring.CONFOUNDER_LAYER not in list_layers(path):
