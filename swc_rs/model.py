@@ -215,6 +215,29 @@ def load_bundle(path: str | Path, data: bytes | None = None) -> tuple[dict, dict
     return bundle, card
 
 
+def pixel_families_hint(path: str | Path) -> list[str] | None:
+    """The band-set families of a model file's pixel models, read from the skops schemas
+    of the file and its payload without building any object (milliseconds, where
+    :func:`load_model` takes seconds with its imports), or None when they cannot be read.
+
+    Only a hint, so that detect can start its windows while the model loads: the file is
+    verified by :func:`load_model`, and detect checks that the loaded model agrees.
+    """
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as outer:
+            entries = json.loads(outer.read("schema.json"))["content"]
+            with zipfile.ZipFile(io.BytesIO(outer.read(entries["payload"]["file"]))) as inner:
+                bundle = json.loads(inner.read("schema.json"))["content"]
+        pixel = bundle["pixel"]
+        if pixel.get("__class__") != "dict" or not isinstance(pixel.get("content"), dict):
+            return None
+        return sorted(pixel["content"])
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 #: Models loaded by this process, by (resolved path, SHA-256 of the file): a batch worker
 #: that runs many tiles loads the model file once (hashing it costs ~10 ms, loading ~3 s).
 _LOADED: dict[tuple[str, str], PatchModel] = {}

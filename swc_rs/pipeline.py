@@ -677,7 +677,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         calibration = _start_calibration(pair, request, pool)
         model_future = None
         if request.model is not None:
-            from swc_rs.model import load_model
+            from swc_rs.model import load_model, pixel_families_hint
 
             model_future = loader.submit(load_model, request.model)
         sums = {name: loader.submit(_checksums, paths) for name, paths in (
@@ -698,9 +698,19 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = calibration()
         clock.lap("calibrate")
-        model = model_future.result() if model_future is not None else None
+        # The windows wait for the model only if it has pixel models; a patch typer
+        # alone (the shipped model) goes on loading beside them (~2 s with its imports).
+        model = None
+        if model_future is not None and pixel_families_hint(request.model) != []:
+            model = model_future.result()
         clock.lap("model")
         geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
+        if model_future is not None and model is None:
+            model = model_future.result()
+            if model.families():  # the file's schema misled the hint: the windows again, with the pixel models
+                log.warning("%s has pixel models its schema did not show; finding the patches again with them",
+                            request.model)
+                geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
         if _seeded(norm, config):  # a region cut by a seam was kept in each window: judged whole now
             held = stats[:, STAT_COLUMNS.index("seeds")] > 0
             geoms_px, stats = geoms_px[held], stats[held]

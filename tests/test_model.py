@@ -157,6 +157,40 @@ def test_not_a_model_is_refused(tmp_path):
         load_model(tmp_path / "missing.skops")
 
 
+def test_pixel_families_hint_reads_the_file_without_loading_it(tmp_path):
+    from swc_rs.model import pixel_families_hint
+
+    with_pixels = save_model(_random_bundle(), {}, tmp_path / "pixels.skops")
+    typer_only = _random_bundle()
+    typer_only["pixel"] = {}
+    without = save_model(typer_only, {}, tmp_path / "typer.skops")
+    garbage = tmp_path / "garbage.skops"
+    garbage.write_bytes(b"not a model")
+    assert pixel_families_hint(with_pixels) == load_model(with_pixels).families() == ["vnir"]
+    assert pixel_families_hint(without) == load_model(without).families() == []
+    assert pixel_families_hint(garbage) is None and pixel_families_hint(tmp_path / "missing.skops") is None
+
+
+@pytest.mark.slow
+def test_a_misleading_hint_costs_time_not_the_result(trained, scenes, monkeypatch, caplog):
+    """detect starts its windows without the model when the hint says it has no pixel
+    models; if the loaded model has some after all, the windows are done again with them."""
+    import swc_rs.model
+    from swc_rs.pipeline import DetectRequest, detect
+
+    folder = scenes[12]
+    request = DetectRequest(before=folder / "before.tif", after=folder / "after.tif", zones=folder / "zones.gpkg",
+                            projects=folder / "projects.gpkg", model=trained[0])
+    honest = detect(request)
+    monkeypatch.setattr(swc_rs.model, "pixel_families_hint", lambda path: [])
+    with caplog.at_level("WARNING", logger="swc_rs"):
+        misled = detect(request)
+    assert "finding the patches again" in caplog.text
+    assert len(honest.patches) > 0
+    assert honest.patches.drop(columns="geometry").equals(misled.patches.drop(columns="geometry"))
+    assert honest.patches.geometry.geom_equals_exact(misled.patches.geometry, 1e-9).all()
+
+
 # -- pixel mask ----------------------------------------------------------------------------------
 def test_band_family():
     assert band_family(("blue", "green", "red")) == "rgb"
