@@ -254,8 +254,16 @@ def make_chips_threaded(violations, before, after, *, threads: int | None = None
     parts = max(1, min(threads + spawned, len(violations) // 20))  # a slice is worth it from ~20 patches
     if parts == 1:
         return list(make_chips(violations, before, after, **kwargs))
+    # Each slice a band of the image (rows of patches by their northern edge, then west to
+    # east), so that the processes and threads decode different image blocks.
+    xmin, _, _, ymax = violations.geometry.bounds.to_numpy().T
+    finite = np.isfinite(ymax) & np.isfinite(xmin)  # an empty geometry has no bounds
+    top = ymax[finite].max() if finite.any() else 0.0
+    span = max(float(np.ptp(ymax[finite])) if finite.any() else 0.0, 1e-9)
+    stripe = np.where(finite, np.floor((top - np.where(finite, ymax, top)) / span * 4 * parts), 0.0)
+    order = np.lexsort((np.where(finite, xmin, 0.0), stripe))
     bounds = np.linspace(0, len(violations), parts + 1).astype(int)
-    slices = [violations.iloc[bounds[k]:bounds[k + 1]] for k in range(parts)]
+    slices = [violations.iloc[order[bounds[k]:bounds[k + 1]]] for k in range(parts)]
     remote = []
     for part in slices[:min(spawned, parts - 1)]:  # the first slices to the workers, the rest here
         try:
@@ -274,7 +282,11 @@ def make_chips_threaded(violations, before, after, *, threads: int | None = None
         except Exception:  # noqa: BLE001 - the worker died: make its slice here
             log.debug("chips in a worker failed; making them here", exc_info=True)
             made.append(_chip_list(part, before, after, kwargs))
-    return [chip for part in made + here for chip in part]
+    by_patch: dict = {}
+    for chips in made + here:
+        for chip in chips:  # a patch without chips (off the grid) has none here either
+            by_patch.setdefault(chip.QDNM, []).append(chip)
+    return [chip for qdnm in dict.fromkeys(str(q) for q in violations["QDNM"]) for chip in by_patch.get(qdnm, [])]
 
 
 def _chip_list(violations, before, after, kwargs: dict) -> list[Chip]:
