@@ -84,7 +84,7 @@ def planned_workers(config_path: str | Path, workers: int | None) -> int:
 
 def start_workers(count: int, module: str = "swc_rs.batch") -> ProcessPoolExecutor | None:
     """``count`` spawned processes importing ``module`` now (None when 0): the batch's
-    tile code, or :mod:`swc_rs.pipeline` for detect's window workers.
+    tile code, or :mod:`swc_rs.windows` for detect's window workers.
 
     The caller owns the pool: :func:`swc_rs.batch.run_batch` uses it and shuts it down
     once every tile is in; shut it down too when the run ends early.
@@ -97,10 +97,21 @@ def start_workers(count: int, module: str = "swc_rs.batch") -> ProcessPoolExecut
     return pool
 
 
-def _warm_up(module: str) -> None:
+def _warm_up(*modules: str) -> None:
     import importlib
 
-    importlib.import_module(module)  # what a tile or window needs (not the model's imports)
+    for module in modules:  # what a tile or window needs (not the model's imports)
+        importlib.import_module(module)
+
+
+def warm_up(executor: ProcessPoolExecutor, *modules: str) -> None:
+    """Have each of ``executor``'s (idle) processes import ``modules`` now, not when its
+    next task arrives. Nothing is waited for; a pool that is shut down is left alone."""
+    try:
+        for _ in range(getattr(executor, "_max_workers", 1)):  # one each while they are idle
+            executor.submit(_warm_up, *modules)
+    except RuntimeError:  # shut down or broken
+        pass
 
 
 #: Returned by ``on_lost`` of :func:`share_work`: run the item again in this process.

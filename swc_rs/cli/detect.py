@@ -93,7 +93,7 @@ def _early_workers(before: Path, window_size: int, workers: int):
         return None
     if windows < 2:
         return None
-    return start_workers(min(cores, windows) - 1, module="swc_rs.pipeline")
+    return start_workers(min(cores, windows) - 1, module="swc_rs.windows")
 
 
 def _detect(before, after, zones, projects, output, sensitive, sensor, bands, config, model, rules, previous, history,
