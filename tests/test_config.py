@@ -51,3 +51,24 @@ def test_invalid_toml(tmp_path):
     path.write_text("[raster\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+@pytest.mark.parametrize("line, named", [('format = "gif"', "format"), ("jpeg_quality = 100", "jpeg_quality"),
+                                          ("size_px = 4", "size_px")])
+def test_chip_settings_out_of_range_are_refused(tmp_path, line, named):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[chips]\n{line}\n")
+    with pytest.raises(ConfigError, match=named) as err:
+        load_config(path)
+    assert err.value.fix  # says what to write instead
+
+
+def test_chip_settings_reach_the_chips(tmp_path):
+    from swc_rs.export.chips import run_options
+
+    path = tmp_path / "c.toml"
+    path.write_text('[chips]\nformat = "png"\nsize_px = 128\n')
+    config = load_config(path)
+    options = run_options({"parameters": config.to_dict()})
+    assert (options.format, options.size_px, options.jpeg_quality) == ("png", 128, 90)
+    assert run_options({"parameters": "not json"}) == run_options({}) == type(options)()
