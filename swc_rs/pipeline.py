@@ -28,9 +28,7 @@ import pyproj
 import shapely
 
 from swc_rs import __version__, codes, compliance
-from swc_rs.change import (
-    Normalisation,
-)
+from swc_rs.change import Normalisation
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
 from swc_rs.errors import SwcWarning, VectorInputError

@@ -116,10 +116,10 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
 
 
 #: Per-patch sums gathered in the window pass; the object features are their ratios
-#: (see :func:`features_from_stats`). Additive, so the pieces of a patch cut by a
-#: window seam add up to the patch. ``seeds``: under relative radiometry with seeding, its
-#: seed pixels (:func:`swc_rs.change.relative_seeds`); a patch without any is dropped
-#: once the seams are merged, so a patch is judged whole wherever the seams cut it.
+#: (see :func:`swc_rs.pipeline.features_from_stats`). Additive, so the pieces of a patch
+#: cut by a window seam add up to the patch. ``seeds``: under relative radiometry with
+#: seeding, its seed pixels (:func:`swc_rs.change.relative_seeds`); a patch without any is
+#: dropped once the seams are merged, so a patch is judged whole wherever the seams cut it.
 STAT_COLUMNS = (
     "n", "veg_before", "veg_after", "veg_after_sq", "bright_before", "bright_after", "bright_after_sq",
     "redness_after", "bare_after", "water_before", "water_after", "magnitude", "candidate", "fine",
