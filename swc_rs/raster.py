@@ -448,6 +448,18 @@ class RasterPair:
         self.close()
 
 
+def run_image_args(info: dict) -> dict:
+    """How a run read its two images, from its run_info record: ``sensor`` (a profile
+    name, else ``auto``), ``shift`` (rows, cols applied to AFTER) and ``dates`` (ISO
+    strings, empty when unknown) — to open the same pair again (chips, QGIS project)."""
+    sensor = info.get("sensor")
+    return {
+        "sensor": sensor if sensor in ("gf", "s2", "landsat", "rgb") else "auto",
+        "shift": (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0)),
+        "dates": (info.get("date_before") or "", info.get("date_after") or ""),
+    }
+
+
 def sample_windows(grid: Grid, count: int, size: int) -> list[Window]:
     """Up to ``count`` windows of ``size`` pixels spread evenly over the grid."""
     size = min(size, grid.width, grid.height)

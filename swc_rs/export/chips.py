@@ -32,6 +32,7 @@ from rasterio.windows import Window
 
 from swc_rs.config import ChipsConfig
 from swc_rs.errors import InputFileError, OutputExistsError, SwcError
+from swc_rs.raster import run_image_args
 
 log = logging.getLogger(__name__)
 
@@ -304,11 +305,8 @@ def result_chips(result, options: ChipOptions | None = None, threads: int | None
     """
     info = result.run_info
     options = run_options(info) if options is None else options
-    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
-    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
     try:
-        return make_chips_threaded(result.violations, info["before"], info["after"], sensor=sensor, shift=shift,
-                                   dates=(info.get("date_before") or "", info.get("date_after") or ""),
+        return make_chips_threaded(result.violations, info["before"], info["after"], **run_image_args(info),
                                    options=options, threads=threads, executor=executor)
     except (SwcError, OSError, KeyError) as err:
         log.warning("no evidence chips: %s", err)
@@ -360,11 +358,7 @@ def chips_for_output(gpkg: str | Path) -> list[Chip]:
         return chips
     info = pyogrio.read_dataframe(gpkg, layer="run_info").iloc[-1].to_dict()
     violations = gpd.read_file(gpkg, layer="suspected_violations")
-    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
-    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
-    return list(make_chips(violations, info["before"], info["after"], sensor=sensor, shift=shift,
-                           dates=(info.get("date_before") or "", info.get("date_after") or ""),
-                           options=run_options(info)))
+    return list(make_chips(violations, info["before"], info["after"], **run_image_args(info), options=run_options(info)))
 
 
 def export_chips(gpkg: str | Path, folder: str | Path, *, overwrite: bool = False, chips=None) -> list[Path]:

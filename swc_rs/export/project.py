@@ -302,11 +302,10 @@ def project_images(info: dict) -> list[ImageLayer]:
     before, after = info.get("before"), info.get("after")
     if not before or not after:
         return []
-    sensor = info.get("sensor") if info.get("sensor") in ("gf", "s2", "landsat", "rgb") else "auto"
-    shift = (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0))
+    from swc_rs.raster import run_image_args
+
     try:
-        return image_layers(Path(before), Path(after), dates=(info.get("date_before") or "", info.get("date_after") or ""),
-                            sensor=sensor, shift=shift)
+        return image_layers(Path(before), Path(after), **run_image_args(info))
     except (SwcError, OSError) as err:
         log.warning("the QGIS project leaves out the images: %s", err)
         return []

@@ -152,6 +152,8 @@ def read_chips(path: Path) -> dict[tuple[str, str], str]:
     older files) and lenient variants (KIND, any BLOB column); PNG and JPEG blobs are
     embedded.
     """
+    from swc_rs.export.chips import sniff_mime
+
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='chips'").fetchone():
@@ -174,7 +176,7 @@ def read_chips(path: Path) -> dict[tuple[str, str], str]:
         if blob is None or kind is None:
             continue
         blob = bytes(blob)
-        mime = "image/png" if blob[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg" if blob[:2] == b"\xff\xd8" else None
+        mime = sniff_mime(blob)
         if mime:
             chips[(str(row[q]), str(row[kind]).lower())] = f"data:{mime};base64,{base64.b64encode(blob).decode('ascii')}"
     return chips
