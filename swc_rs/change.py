@@ -415,12 +415,14 @@ RADIOMETRY_MODES = ("auto", "reflectance", "relative")
 RELATIVE_CLOUD_MODES = ("both", "before", "none")
 
 
-def relative_radiometry(mode: str, dtypes: tuple[str, ...]) -> bool:
+def relative_radiometry(mode: str, dtypes: tuple[str, ...], ten_bit: bool = False) -> bool:
     """Whether the scene-adaptive (relative) rule applies.
 
     ``mode`` is :attr:`ChangeConfig.radiometry`; with ``auto`` the rule applies when any
     raster is 8-bit: 8 bits hold DN of an archive sensor or a display-stretched mosaic,
-    never reflectance resolved to the 0.04 steps the absolute thresholds need.
+    never reflectance resolved to the 0.04 steps the absolute thresholds need. It also
+    applies when ``ten_bit``: a 16-bit raster whose values never exceed 1023 holds raw
+    10-bit DN (:meth:`swc_rs.raster.RasterPair.ten_bit_dates`), not reflectance.
 
     Raises
     ------
@@ -432,7 +434,7 @@ def relative_radiometry(mode: str, dtypes: tuple[str, ...]) -> bool:
 
         raise ConfigError(f"[change] radiometry = {mode!r} is not known", fix="use auto, reflectance or relative")
     if mode == "auto":
-        return any(str(d) in ("uint8", "int8") for d in dtypes)
+        return ten_bit or any(str(d) in ("uint8", "int8") for d in dtypes)
     return mode == "relative"
 
 

@@ -12,6 +12,7 @@ rules (minimum patch area, edge tolerance, colour thresholds) live in
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,12 +35,19 @@ class RasterConfig:
         Resampling of AFTER onto BEFORE's grid (rasterio name: bilinear, cubic, nearest).
     gdal_cache_mb : int
         GDAL block cache per process (MB); windows are read once, so small is enough.
+    scale, offset : float
+        Raw value × scale + offset = reflectance (0–1), for both dates. ``scale = 0``
+        (default): the file's own band scale/offset metadata when it has any (Sentinel-2
+        L2A from processing baseline 04.00 and Landsat Collection 2 carry an offset),
+        else by data type (uint8 1/255, 16-bit 1/10000, float 1 or 1/10000).
     """
 
     window_size: int = 1024
     halo: int = 16
     resampling: str = "bilinear"
     gdal_cache_mb: int = 256
+    scale: float = 0.0
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -459,6 +467,15 @@ def _check_zone_rules(rules: ZoneRules, *, where: str, source: object) -> None:
         )
 
 
+def _check_raster(raster: RasterConfig, *, source: object) -> None:
+    if not (math.isfinite(raster.scale) and raster.scale >= 0 and math.isfinite(raster.offset)):
+        raise ConfigError(f"[raster] scale = {raster.scale!r}, offset = {raster.offset!r}: the scale must be ≥ 0 and both finite",
+                          path=source, fix="use e.g. scale = 0.0001 and offset = -0.1 (Sentinel-2 L2A), or scale = 0 for the default")
+    if raster.offset and not raster.scale:
+        raise ConfigError(f"[raster] offset = {raster.offset!r} needs a scale", path=source,
+                          fix="set both, e.g. scale = 0.0001 and offset = -0.1, or remove the offset")
+
+
 def _check_chips(chips: ChipsConfig, *, source: object) -> None:
     if chips.format not in ("jpeg", "png"):
         raise ConfigError(f"[chips] format = {chips.format!r} is not a chip format", path=source,
@@ -513,5 +530,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
         if overrides and overrides.get(name):
             section = _build(cls, overrides[name], where=name, source="command line", base=section)
         sections[name] = section
+    _check_raster(sections["raster"], source=source)
     _check_chips(sections["chips"], source=source)
     return DetectConfig(**sections, zone_default=zone_default, zones=zones)

@@ -34,7 +34,7 @@ from swc_rs.config import DetectConfig
 from swc_rs.errors import SwcWarning, VectorInputError
 from swc_rs.history import link_previous
 from swc_rs.patches import merge_seams, shape_metrics, to_map
-from swc_rs.raster import RasterPair, file_checksum, iter_windows
+from swc_rs.raster import RasterPair, file_checksum, iter_windows, open_pair
 from swc_rs.vectors import AREA_CRS, EXCHANGE_CRS, read_layer, repair_geometries, warn_if_empty
 from swc_rs.windows import RING_PX as RING_PX  # re-exported: callers import them from here
 from swc_rs.windows import STAT_COLUMNS as STAT_COLUMNS
@@ -396,8 +396,8 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
     reuse_freed_memory()  # a window's temporaries reuse the last window's memory
     clock = _Clock()
     started = dt.datetime.now(dt.UTC)
-    with RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
-                    resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb) as pair, \
+    with open_pair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
+                   raster=config.raster) as pair, \
             _WindowPool(request, _workers(request.workers), pair, executor) as pool, \
             _parent_threads(pool, request), \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:

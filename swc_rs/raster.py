@@ -122,13 +122,40 @@ def acquisition_date(dataset) -> dt.date | None:
     return None
 
 
+#: Where a date's raw-to-reflectance scaling came from (:attr:`Band.scaling`).
+SCALING_SOURCES = ("config", "metadata", "profile", "dtype")
+
+
 @dataclass(frozen=True)
 class Band:
-    """One date's band roles and scaling."""
+    """One date's band roles and scaling: reflectance = raw × scale + offset, per role.
+
+    ``scaling`` says where the factors came from: ``config`` ([raster] scale/offset),
+    ``metadata`` (the file's own band scale/offset, e.g. written by GDAL for Sentinel-2
+    L2A or Landsat Collection 2), ``profile`` (a sensor profile's fixed scale) or
+    ``dtype`` (guessed from the storage type, see :func:`swc_rs.sensors.reflectance_scale`).
+    """
 
     profile: SensorProfile
-    scale: float
+    scales: dict[str, float]
+    offsets: dict[str, float]
     nodata: float | None
+    scaling: str = "dtype"
+
+    @property
+    def scale(self) -> float:
+        """The scale of the first role (all roles share it unless the file says otherwise)."""
+        return next(iter(self.scales.values()))
+
+    def factors(self, roles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band scale and offset of ``roles``, shaped to broadcast over (bands, h, w)."""
+        scale = np.array([self.scales[r] for r in roles], np.float32)[:, None, None]
+        offset = np.array([self.offsets[r] for r in roles], np.float32)[:, None, None]
+        return scale, offset
+
+    def to_raw(self, role: str, reflectance: float) -> float:
+        """The stored value of a reflectance in band ``role`` (for display ranges)."""
+        return (reflectance - self.offsets[role]) / self.scales[role]
 
 
 def _open(path: Path, what: str):
@@ -175,7 +202,10 @@ class RasterPair:
         band_map: dict[str, int] | None = None,
         resampling: str = "bilinear",
         gdal_cache_mb: int | None = 256,
+        scale: float = 0.0,
+        offset: float = 0.0,
     ):
+        self._scaling = (float(scale), float(offset))
         if gdal_cache_mb:
             # GDAL's block cache defaults to 5 % of RAM and would make memory grow with
             # the image; windows are read once, so a small cache loses nothing.
@@ -229,7 +259,22 @@ class RasterPair:
             self._build_vrt()
 
     def _bands(self, ds, path, sensor, band_map) -> Band:
+        """Roles and scaling of one date: [raster] scale/offset when set, else the file's
+        own band scale/offset metadata when it has any, else by data type."""
         profile = resolve_profile(sensor, ds.descriptions, ds.count, band_map=band_map, path=path)
+        config_scale, config_offset = self._scaling
+        if config_scale > 0:
+            return Band(profile, {r: config_scale for r in profile.bands}, {r: config_offset for r in profile.bands},
+                        ds.nodata, "config")
+        scales = {r: float(ds.scales[b - 1]) for r, b in profile.bands.items()}
+        offsets = {r: float(ds.offsets[b - 1]) for r, b in profile.bands.items()}
+        if any(v != 1.0 for v in scales.values()) or any(v != 0.0 for v in offsets.values()):
+            bad = [r for r, v in scales.items() if not (math.isfinite(v) and v > 0)]
+            if bad or not all(math.isfinite(v) for v in offsets.values()):
+                raise RasterInputError(
+                    f"has an unusable band scale/offset in its metadata ({', '.join(f'{r} ×{scales[r]} +{offsets[r]}' for r in profile.bands)})",
+                    path=path, fix="fix it with gdal_edit.py -scale/-offset, or set [raster] scale and offset in the run configuration")
+            return Band(profile, scales, offsets, ds.nodata, "metadata")
         dtype = ds.dtypes[0]
         sample_max = None
         if dtype.startswith("float"):
@@ -237,7 +282,8 @@ class RasterPair:
             sample = ds.read(1, window=Window(0, 0, w, h), masked=True)
             sample_max = float(np.nanmax(sample.filled(np.nan))) if sample.count() else None
         scale = profile.scale or reflectance_scale(dtype, sample_max)
-        return Band(profile=profile, scale=scale, nodata=ds.nodata)
+        return Band(profile, {r: scale for r in profile.bands}, {r: 0.0 for r in profile.bands}, ds.nodata,
+                    "profile" if profile.scale else "dtype")
 
     def _common_grid(self) -> Grid:
         b = self._before
@@ -381,6 +427,39 @@ class RasterPair:
         """Storage data type of BEFORE and AFTER (first band)."""
         return (str(self._before.dtypes[0]), str(self._after.dtypes[0]))
 
+    def _guessed_integer_dates(self):
+        """(index, bands, path) of the dates stored as 16/32-bit integers whose scale is
+        only a guess from the data type (no [raster] scale, no metadata, no profile)."""
+        for k, (bands, path, dtype) in enumerate(((self.before_bands, self.before_path, self.dtypes[0]),
+                                                  (self.after_bands, self.after_path, self.dtypes[1]))):
+            if bands.scaling == "dtype" and dtype in ("uint16", "int16", "uint32", "int32"):
+                yield k, bands, path
+
+    def ten_bit_dates(self, reads: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Path]:
+        """The dates stored as 16-bit integers, scaled by a guess from the data type, whose
+        values in ``reads`` (``read`` results, e.g. the calibration windows) never exceed
+        1023: raw 10-bit DN (GF-1/2, ZY-3 L1A/ortho products), not reflectance × 10000
+        (where a vegetated or built pixel reaches 0.1 in some band)."""
+        found = []
+        for k, bands, path in self._guessed_integer_dates():
+            peak = max((float(r[k][:, r[2]].max()) for r in reads if r[2].any()), default=None)
+            if peak is not None and peak / bands.scale < 1023.5:
+                found.append(path)
+        return found
+
+    def offset_dates(self, reads: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Path]:
+        """The dates stored as integers, scaled by a guess from the data type, where even
+        the darkest band's 1st percentile in ``reads`` is a reflectance of 0.1 or more:
+        no water, shadow or vegetation in red is that bright, so the values carry an
+        additive offset (Sentinel-2 L2A from baseline 04.00: +1000; Landsat Collection 2:
+        scale 0.0000275, offset −0.2) that the file does not declare."""
+        found = []
+        for k, _, path in self._guessed_integer_dates():
+            values = [r[k][:, r[2]] for r in reads if r[2].any()]
+            if values and float(np.percentile(np.concatenate(values, axis=1), 1, axis=1).min()) >= 0.1:
+                found.append(path)
+        return found
+
     def describe(self) -> dict:
         return {
             "grid_crs": self.grid.crs.to_string(),
@@ -391,6 +470,8 @@ class RasterPair:
             "roles": list(self.roles),
             "sensor_before": self.before_bands.profile.name,
             "sensor_after": self.after_bands.profile.name,
+            "scaling_before": self.before_bands.scaling,
+            "scaling_after": self.after_bands.scaling,
         }
 
     # -- reads ----------------------------------------------------------------------
@@ -418,9 +499,15 @@ class RasterPair:
         return before, after, bvalid & avalid
 
     def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False, roles: Sequence[str] | None = None):
-        indexes = [bands.profile.bands[r] for r in (roles or self.roles)]
+        roles = roles or self.roles
+        indexes = [bands.profile.bands[r] for r in roles]
         raw = ds.read(indexes, window=window)
-        data = np.multiply(raw, np.float32(bands.scale), dtype=np.float32)
+        if bands.scaling in ("dtype", "profile"):  # one scale, no offset
+            data = np.multiply(raw, np.float32(bands.scale), dtype=np.float32)
+        else:
+            scale, offset = bands.factors(roles)
+            data = np.multiply(raw, scale, dtype=np.float32)
+            data += offset
         if alpha:
             valid = ds.read(ds.count, window=window) > 0
         elif bands.nodata is not None:
@@ -458,6 +545,16 @@ def run_image_args(info: dict) -> dict:
         "shift": (float(info.get("shift_rows") or 0.0), float(info.get("shift_cols") or 0.0)),
         "dates": (info.get("date_before") or "", info.get("date_after") or ""),
     }
+
+
+def open_pair(before: str | Path, after: str | Path, *, sensor: str = "auto", band_map: dict[str, int] | None = None,
+              raster=None) -> RasterPair:
+    """A :class:`RasterPair` read as a run's ``[raster]`` configuration says
+    (:class:`swc_rs.config.RasterConfig`: resampling, GDAL cache, scale and offset)."""
+    if raster is None:
+        return RasterPair(before, after, sensor=sensor, band_map=band_map)
+    return RasterPair(before, after, sensor=sensor, band_map=band_map, resampling=raster.resampling,
+                      gdal_cache_mb=raster.gdal_cache_mb, scale=raster.scale, offset=raster.offset)
 
 
 def sample_windows(grid: Grid, count: int, size: int) -> list[Window]:

@@ -65,7 +65,7 @@ from swc_rs.config import DetectConfig
 from swc_rs.errors import InputError, VectorInputError
 from swc_rs.features import FAMILIES, FEATURE_NAMES, gate_mask, pixel_features
 from swc_rs.model import NOT_PROJECT_PREFIX, PatchModel, save_model
-from swc_rs.raster import RasterPair, file_checksum
+from swc_rs.raster import file_checksum, open_pair
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,8 @@ def read_pair(source: Source, config: DetectConfig) -> PairArrays:
     """Read a source's pair as ``detect`` does (shift correction + normalisation) with its labels."""
     from swc_rs.pipeline import _calibrate, ground_pixel_size
 
-    with RasterPair(source.before, source.after, sensor=source.sensor, band_map=source.band_map,
-                    resampling=config.raster.resampling) as pair:
+    with open_pair(source.before, source.after, sensor=source.sensor, band_map=source.band_map,
+                   raster=config.raster) as pair:
         norm, _, _ = _calibrate(pair, config)
         window = Window(0, 0, pair.grid.width, pair.grid.height)
         before, after, valid = pair.read(window)

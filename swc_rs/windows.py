@@ -41,7 +41,7 @@ from swc_rs.change import (
 from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
 from swc_rs.patches import EIGHT, polygonize_labels
-from swc_rs.raster import RasterPair, expand_window, sample_windows
+from swc_rs.raster import RasterPair, expand_window, open_pair, sample_windows
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,23 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
         as_.append(after.reshape(len(pair.roles), -1)[:, idx])
     norm = fit_normalisation(np.concatenate(bs, axis=1), np.concatenate(as_, axis=1), pif_fraction=config.change.pif_fraction)
     log.info("radiometric normalisation: gain %s offset %s", norm.to_dict()["gain"], norm.to_dict()["offset"])
-    relative = relative_radiometry(config.change.radiometry, pair.dtypes)
+    ten_bit = pair.ten_bit_dates(reads)
+    relative = relative_radiometry(config.change.radiometry, pair.dtypes, ten_bit=bool(ten_bit))
+    if ten_bit and config.change.radiometry == "auto":
+        # A log record, not a warning: calibration may run in a window worker, which relays its records.
+        log.warning("%s: 16-bit values never exceed 1023 in %d sample windows, so they are read as raw 10-bit DN "
+                    "(GF-1/2, ZY-3), not reflectance × 10000: changes are found by the scene-relative rule only and "
+                    "patches are typed without the reflectance rules. For the full rules give reflectance, or set "
+                    "[raster] scale and offset (raw × scale + offset = reflectance); [change] radiometry = "
+                    '"reflectance" forces the reflectance reading', ", ".join(str(p) for p in ten_bit), len(reads))
+    offset = pair.offset_dates(reads)
+    if offset:
+        log.warning("%s: even the darkest band's 1st percentile is a reflectance of 0.1 or more (read as value × %g), "
+                    "so the values carry an offset the file does not declare (Sentinel-2 L2A from baseline 04.00 adds "
+                    "1000; Landsat Collection 2 is scaled 0.0000275 with offset −0.2): vegetation, water and bare-soil "
+                    "indices come out wrong. Set [raster] scale and offset (e.g. scale = 0.0001, offset = -0.1 for "
+                    "Sentinel-2 L2A), or record them in the file with gdal_edit.py -scale/-offset",
+                    ", ".join(str(p) for p in offset), pair.before_bands.scale)
     if relative or config.change.adaptive_magnitude:  # scene-adaptive rule: threshold from the sample windows
         norm = calibrate_scene(lambda: iter(reads), pair.roles, norm, config.change, relative=relative,
                                min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
@@ -258,8 +274,8 @@ def _init_worker(request: DetectRequest) -> None:
     _WORKER.update(
         request=request,
         threads=one_native_thread(),  # the windows are the parallelism
-        pair=RasterPair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
-                        resampling=config.raster.resampling, gdal_cache_mb=config.raster.gdal_cache_mb),
+        pair=open_pair(request.before, request.after, sensor=request.sensor, band_map=request.band_map,
+                       raster=config.raster),
     )
 
 

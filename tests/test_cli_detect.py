@@ -270,3 +270,41 @@ def test_an_8bit_region_across_a_seam_is_judged_whole_on_its_far_peak(tmp_path):
     assert whole.QAREA[0] == pytest.approx(60 * 160 * 4 / 10_000, rel=0.05)  # the whole region
     assert tiled.QAREA[0] == pytest.approx(whole.QAREA[0], rel=0.01)
     assert len(patches("1024", 10.0)) == len(patches("128", 10.0)) == 0  # no pixel reaches 10×: no patch
+
+
+def test_raw_ten_bit_dn_is_read_relatively_with_a_warning_and_scale_restores_the_rules(tmp_path):
+    import numpy as np
+    import rasterio
+
+    (tmp_path / "refl").mkdir()
+    reflectance = make_scene(tmp_path / "refl")
+    (tmp_path / "dn").mkdir()
+    dn = make_scene(tmp_path / "dn")
+    for name in ("before.tif", "after.tif"):  # GF-2-like raw 10-bit DN: reflectance × 2500 + 20
+        with rasterio.open(reflectance.folder / name) as src, rasterio.open(dn.folder / name, "r+") as dst:
+            dst.write(np.round(src.read() / 10000 * 2500 + 20).astype("uint16"))
+
+    result, output = run(dn)
+    assert result.exit_code == 0, result.output
+    assert "raw 10-bit DN" in result.output and "[raster] scale" in result.output
+    info = pyogrio.read_dataframe(output, layer="run_info")
+    assert '"radiometry": "relative"' in info.normalisation[0]
+    assert len(gpd.read_file(output, layer="disturbance_patches")) == 1  # the cleared square is still found
+
+    config = tmp_path / "dn.toml"
+    config.write_text("[raster]\nscale = 0.0004\noffset = -0.008\n", encoding="utf-8")
+    scaled, scaled_out = run(dn, "--config", config, output=tmp_path / "scaled.gpkg")
+    plain, plain_out = run(reflectance)
+    assert scaled.exit_code == plain.exit_code == 0, scaled.output + plain.output
+    assert "raw 10-bit DN" not in scaled.output
+    a = gpd.read_file(scaled_out, layer="disturbance_patches")
+    b = gpd.read_file(plain_out, layer="disturbance_patches")
+    assert len(a) == len(b) == 1 and a.QAREA[0] == pytest.approx(b.QAREA[0], rel=0.02)
+    assert a.QTYPE[0] == b.QTYPE[0]
+
+
+def test_a_negative_raster_scale_is_refused(scene, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[raster]\nscale = -0.0001\n", encoding="utf-8")
+    result, output = run(scene, "--config", config)
+    assert_bad_input(result, output, "bad.toml", "[raster] scale")

@@ -124,3 +124,58 @@ def test_native_read_matches_warped_read(tmp_path, shift):
     inner = np.s_[:, 4:-4, 4:-4]
     np.testing.assert_allclose(fast[inner], slow[inner], atol=2e-3)
     assert fast_valid[4:-4, 4:-4].all() and slow_valid[4:-4, 4:-4].all()
+
+
+def _with_scaling(path, scale, offset):
+    import rasterio
+
+    with rasterio.open(path, "r+") as ds:
+        ds.scales = [scale] * ds.count
+        ds.offsets = [offset] * ds.count
+    return path
+
+
+def test_the_files_band_scale_and_offset_give_reflectance(tmp_path):
+    # Landsat Collection 2 surface reflectance: raw × 0.0000275 − 0.2, declared in the file.
+    reflectance = forest(32, 32) / 10000
+    raw = np.round((reflectance + 0.2) / 2.75e-5)
+    before = _with_scaling(write_raster(tmp_path / "b.tif", raw), 2.75e-5, -0.2)
+    after = _with_scaling(write_raster(tmp_path / "a.tif", raw), 2.75e-5, -0.2)
+    with RasterPair(before, after) as pair:
+        b, a, _ = pair.read(next(iter_windows(pair.grid, 100)))
+        assert pair.before_bands.scaling == "metadata"
+        np.testing.assert_allclose(b, reflectance, atol=2e-5)
+        np.testing.assert_allclose(a, reflectance, atol=2e-5)
+    # [raster] scale/offset win over the file (here: wrongly declared metadata)
+    with RasterPair(before, after, scale=2.75e-5, offset=-0.2) as pair:
+        assert pair.before_bands.scaling == "config"
+        np.testing.assert_allclose(pair.read(next(iter_windows(pair.grid, 100)))[0], reflectance, atol=2e-5)
+    bad = _with_scaling(write_raster(tmp_path / "bad.tif", raw), -1.0, 0.0)
+    with pytest.raises(RasterInputError, match="scale/offset") as err:
+        RasterPair(bad, after)
+    assert "bad.tif" in err.value.message and "[raster] scale" in err.value.message
+
+
+def test_raw_ten_bit_dn_and_undeclared_offsets_are_recognised(tmp_path):
+    from swc_rs.raster import sample_windows
+
+    def doubts(before_raw, after_raw):
+        b = write_raster(tmp_path / "b.tif", before_raw)
+        a = write_raster(tmp_path / "a.tif", after_raw)
+        with RasterPair(b, a) as pair:
+            reads = [pair.read(w) for w in sample_windows(pair.grid, 4, 16)]
+            return [p.name for p in pair.ten_bit_dates(reads)], [p.name for p in pair.offset_dates(reads)]
+
+    reflectance = forest(32, 32)  # × 10000: NIR ~3300
+    assert doubts(reflectance, reflectance) == ([], [])
+    dn = np.round(reflectance * 0.25)  # GF-2 10-bit DN: NIR ~825, never above 1023
+    assert doubts(dn, reflectance) == (["b.tif"], [])
+    assert doubts(dn, dn) == (["b.tif", "a.tif"], [])
+    offset = reflectance + 1000  # Sentinel-2 L2A, baseline 04.00, offset not declared
+    assert doubts(reflectance, offset) == ([], ["a.tif"])
+    # once the scaling is declared (or configured), nothing is guessed
+    with RasterPair(write_raster(tmp_path / "b2.tif", dn), write_raster(tmp_path / "a2.tif", offset),
+                    scale=1e-4, offset=-0.1) as pair:
+        reads = [pair.read(w) for w in sample_windows(pair.grid, 4, 16)]
+        assert pair.ten_bit_dates(reads) == [] and pair.offset_dates(reads) == []
+

@@ -90,9 +90,9 @@ def image_layers(before: Path, after: Path, *, dates: tuple[str, str] = ("", "")
         ):
             values = np.concatenate(samples, axis=1) if samples else np.zeros((3, 0), np.float32)
             ranges = []
-            for row in values:
+            for role, row in zip(TRUE_COLOUR, values, strict=True):
                 lo, hi = (np.percentile(row, [2, 95]) if row.size else (0.0, 0.3))
-                ranges.append((float(lo) / bands.scale, float(max(hi, lo + 1e-6)) / bands.scale))
+                ranges.append((float(bands.to_raw(role, lo)), float(bands.to_raw(role, max(hi, lo + 1e-6)))))
             title = ("后时相影像" if kind == "after" else "前时相影像") + (f" {date}" if date else "")
             layers.append(ImageLayer(
                 path=Path(path).resolve(), title=title, crs=crs,
