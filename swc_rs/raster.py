@@ -508,16 +508,18 @@ class RasterPair:
             scale, offset = bands.factors(roles)
             data = np.multiply(raw, scale, dtype=np.float32)
             data += offset
-        if alpha:
-            valid = ds.read(ds.count, window=window) > 0
-        elif bands.nodata is not None:
+        if bands.nodata is not None:
             nodata = bands.nodata
             if isinstance(nodata, float) and math.isnan(nodata):
                 valid = ~np.isnan(raw).any(axis=0)
             else:
                 valid = ~(raw == nodata).all(axis=0)
         else:
-            valid = np.ones(raw.shape[1:], dtype=bool)
+            # No declared nodata: a pixel that is 0 in every band is the black collar
+            # around a scene (no surface reflects nothing in every band), not data.
+            valid = np.bitwise_or.reduce(raw, axis=0) != 0 if np.issubdtype(raw.dtype, np.integer) else raw.any(axis=0)
+            if alpha:  # outside AFTER's footprint once warped
+                valid &= ds.read(ds.count, window=window) > 0
         if not np.issubdtype(raw.dtype, np.integer):  # integers scale to finite values
             valid &= np.isfinite(data).all(axis=0)
         return data, valid

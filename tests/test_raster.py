@@ -179,3 +179,19 @@ def test_raw_ten_bit_dn_and_undeclared_offsets_are_recognised(tmp_path):
         reads = [pair.read(w) for w in sample_windows(pair.grid, 4, 16)]
         assert pair.ten_bit_dates(reads) == [] and pair.offset_dates(reads) == []
 
+
+def test_a_black_collar_without_declared_nodata_is_not_data(tmp_path):
+    # A tilted scene strip delivered without nodata: 0 in every band outside the footprint.
+    data = forest(32, 32)
+    collar = np.add.outer(np.arange(32), np.arange(32)) < 12
+    cut = data.copy()
+    cut[:, collar] = 0
+    cut[0, 20, 20] = 0  # one band at 0 is still data
+    before = write_raster(tmp_path / "b.tif", data)
+    for after in (write_raster(tmp_path / "a.tif", cut),  # read natively
+                  write_raster(tmp_path / "a4.tif", cut[:, ::2, ::2], transform=from_origin(X0, Y0, 4, 4))):  # warped
+        with RasterPair(before, after, resampling="nearest") as pair:
+            _, a, valid = pair.read(next(iter_windows(pair.grid, 100)))
+            grid_collar = collar if after.name == "a.tif" else np.add.outer(np.arange(32) // 2 * 2, np.arange(32) // 2 * 2) < 12
+            assert not valid[grid_collar].any()
+            assert valid[~grid_collar].all()
