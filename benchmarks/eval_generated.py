@@ -47,9 +47,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "scenes")
     parser.add_argument("--rules", action="store_true", help="rule-based QTYPE instead of the shipped model")
+    parser.add_argument("--model", type=Path, default=None, help="this model file instead of the shipped one")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    extra = ["--rules"] if args.rules else []
+    extra = ["--rules"] if args.rules else (["--model", str(args.model)] if args.model else [])
     keys = ("precision", "recall", "f1", "byd_accuracy", "qtype_accuracy", "earea_mae_hm2")
     rows = {}
     print(f"{'seed':>6} " + " ".join(f"{k:>15}" for k in keys) + f" {'truth':>6} {'false':>6}")

@@ -33,9 +33,11 @@ Fitting
    calibrated (sigmoid, 3-fold) HistGradientBoostingClassifier fitted on
    :data:`swc_rs.classify.FEATURES`.
 
-``python -m swc_rs.training --output swc_rs/data/qtype_model.skops`` (``make model``)
-generates training scenes (seeds 1000–1009; 0–99 are reserved for tests and
-evaluation) and adds the four labelled OSCD cities.
+``python -m swc_rs.training --output FILE`` generates training scenes (default seeds
+1000–1003; 0–99 are reserved for tests and evaluation), with ``--haze-every K`` a hazy
+copy of every K-th (:mod:`swc_rs.augment`), and adds the four labelled OSCD cities
+unless ``--no-real``. ``make model`` (the shipped patch typer) and ``make model-pixel``
+give the exact arguments.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ FAMILY_ROLES = {
 #: Confounder KIND of the generated scenes → X_REASON of a false alarm.
 REASON_OF_KIND = {
     "tillage": "耕地翻耕", "harvest": "耕地翻耕", "drawdown": "水位变化",
-    "cloud": "云及阴影", "cloud_shadow": "云及阴影", "season": "季节性植被变化",
+    "cloud": "云及阴影", "cloud_shadow": "云及阴影", "haze": "云及阴影", "season": "季节性植被变化",
 }
 OTHER_REASON = "其他"
 CHECKED = codes.RST[1]  # 已复核
@@ -106,6 +108,8 @@ class Source:
     truth: Path | None = None  # scene: truth.gpkg; real: label.tif; verified: the output gpkg
     sensor: str = "auto"
     band_map: dict | None = None
+    #: The source this one was derived from (a hazy copy of a scene): held out with it.
+    origin: str | None = None
 
 
 @dataclass
@@ -582,7 +586,7 @@ def patch_training_rows(sources: Sequence[Source], pairs_by_name: dict[str, Pair
                 continue
             lab = label_patches(source, result.patches, pairs_by_name.get(source.name))
             feats = result.features.copy()
-            feats["SOURCE"] = source.name
+            feats["SOURCE"] = source.origin or source.name  # a copy is held out with its original
             frames.append(feats)
             labels.append(lab)
             progress(f"patches of {source.name}: {len(lab)} ({pd.Series(lab).value_counts().to_dict()})")
@@ -714,16 +718,26 @@ def write_card(card: dict, path: Path) -> Path:
 
 
 def default_sources(work: Path, real: Path | None = DEFAULT_REAL, seeds: Sequence[int] = TRAINING_SEEDS, size: int = 1024,
-                    progress: Progress | None = None) -> list[Source]:
-    """Generated training scenes (into ``work``) and the labelled real cities."""
+                    progress: Progress | None = None, haze_every: int = 0) -> list[Source]:
+    """Generated training scenes (into ``work``) and the labelled real cities.
+
+    ``haze_every`` = k > 0: every k-th scene also gets a hazy copy
+    (:func:`swc_rs.augment.hazy_copy`, seeded by the scene's seed).
+    """
+    from swc_rs.augment import hazy_copy
     from swc_rs.sample import generate_scene
 
     sources = []
-    for seed in seeds:
+    for index, seed in enumerate(seeds):
         folder = work / f"scene_{seed}"
         if not (folder / "truth.gpkg").exists():
             generate_scene(folder, seed=seed, size=size, overwrite=True)
-        sources.append(scene_source(folder, group=f"generated_{'even' if seed % 2 == 0 else 'odd'}"))
+        group = f"generated_{'even' if seed % 2 == 0 else 'odd'}"
+        sources.append(scene_source(folder, group=group))
+        if haze_every > 0 and index % haze_every == 0:
+            hazy = hazy_copy(folder, work / f"scene_{seed}_haze", seed=seed)
+            sources.append(Source(hazy.name, "scene", hazy / "before.tif", hazy / "after.tif", group, hazy / "truth.gpkg",
+                                  origin=folder.name))
         if progress:
             progress(f"scene seed {seed} ready")
     if real is not None and Path(real).exists():
@@ -742,6 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--no-cv", action="store_true", help="skip the leave-one-group-out threshold choice")
     parser.add_argument("--no-real", action="store_true", help="generated scenes only (no labelled real cities)")
+    parser.add_argument("--haze-every", type=int, default=0, metavar="K",
+                        help="also train on a hazy copy of every K-th generated scene (0: none)")
     parser.add_argument("--patch-only", action="store_true",
                         help="no pixel models: the rule mask finds patches, the model types them (the shipped default)")
     args = parser.parse_args(argv)
@@ -751,7 +767,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="swc_rs_scenes_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        sources = default_sources(work, None if args.no_real else args.real, args.seeds, args.size, progress=log.info)
+        sources = default_sources(work, None if args.no_real else args.real, args.seeds, args.size, progress=log.info,
+                                  haze_every=args.haze_every)
         options = TrainOptions(pixel_models=not args.patch_only)
         bundle, card = train(sources, options, cross_validate=not args.no_cv)
         save_model(bundle, card, args.output)

@@ -281,3 +281,40 @@ def test_cli_train_rejects_bad_labels(tmp_path):
     done = CliRunner().invoke(train_command, [str(tmp_path / "empty"), "-o", str(tmp_path / "m.skops")])
     assert done.exit_code == 2
     assert Path(tmp_path / "m.skops").exists() is False
+
+
+def test_a_hazy_copy_teaches_haze_as_a_false_alarm_and_keeps_the_truth(scenes, tmp_path):
+    import rasterio
+    import shapely
+
+    from swc_rs.augment import hazy_copy
+    from swc_rs.training import label_patches
+
+    scene = scenes[12]
+    copy = hazy_copy(scene, tmp_path / "hazy", seed=3)
+    hazy_name = ("before" if '"date": "before"' in (copy / "haze.json").read_text() else "after") + ".tif"
+    clear_name = "after.tif" if hazy_name == "before.tif" else "before.tif"
+    with rasterio.open(scene / clear_name) as a, rasterio.open(copy / clear_name) as b:
+        assert (a.read() == b.read()).all()  # the other date is untouched
+    with rasterio.open(scene / hazy_name) as a, rasterio.open(copy / hazy_name) as b:
+        original, hazy = a.read().astype(float), b.read().astype(float)
+        assert b.descriptions == a.descriptions and b.tags() == a.tags()
+    lift = (hazy - original).reshape(4, -1)
+    thick = lift[0] > np.quantile(lift[0], 0.9)
+    assert lift[0, thick].mean() > lift[3, thick].mean()  # path radiance: blue far more than NIR
+    assert (lift[:, lift[0] == 0] == 0).all()  # outside the haze the imagery is unchanged
+
+    truth = gpd.read_file(copy / "truth.gpkg", layer="truth_patches")
+    confounders = gpd.read_file(copy / "truth.gpkg", layer="confounders")
+    original_truth = gpd.read_file(scene / "truth.gpkg", layer="truth_patches")
+    assert len(truth) == len(original_truth) and (confounders.KIND == "haze").sum() == 1
+    # A patch in the haze that is no disturbance is a 云及阴影 false alarm; a true site under it keeps its type.
+    haze = confounders[confounders.KIND == "haze"].to_crs(32648).geometry.iloc[0]
+    busy = shapely.union_all(list(confounders[confounders.KIND != "haze"].to_crs(32648).geometry) + list(truth.to_crs(32648).geometry))
+    free = haze.buffer(-30).difference(busy.buffer(30))
+    assert not free.is_empty
+    spot = free.representative_point()
+    patches = gpd.GeoDataFrame(geometry=[spot.buffer(10), *truth.to_crs(32648).geometry], crs=32648)
+    labels = label_patches(scene_source(copy), patches)
+    assert labels[0] == "非生产建设项目|云及阴影"
+    assert list(labels[1:]) == list(truth.QTYPE.astype(str))
