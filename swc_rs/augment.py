@@ -1,4 +1,4 @@
-"""Training augmentation: hazy copies of generated scenes.
+"""Training augmentation: hazy and resampled copies of generated scenes.
 
 Thin cloud and haze over one date are a classic false alarm of change detection: a
 scattering layer adds path radiance (most in blue, least in NIR) and dims the ground
@@ -16,10 +16,16 @@ The haze model (per pixel, reflectance ρ, haze density h ∈ [0, 1] from smooth
 
 with transmission loss ``t``, path radiance ``A`` and band weights ``w`` falling from blue
 to NIR (and SWIR), all drawn per copy.
+
+The generator draws at 2 m only, while the bureau also buys sub-metre GF-2 (0.8 m) and
+coarser scenes: a patch's texture and shape, counted in pixels, read differently at
+another pixel size. A resampled copy (:func:`resampled_copy`) is the same scene on a
+finer grid (bilinear) or a coarser one (block average), with the same truth.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -102,3 +108,38 @@ def hazy_copy(scene: Path, out: Path, *, seed: int, overwrite: bool = False) -> 
         % (target.removesuffix(".tif"), path_radiance, loss, float(area.mean()), seed), encoding="utf-8")
     return out
 
+
+
+def resampled_copy(scene: Path, out: Path, *, pixel_m: float, overwrite: bool = False) -> Path:
+    """Copy the generated ``scene`` folder to ``out`` with both dates on a ``pixel_m`` grid
+    over the same extent: bilinear onto a finer grid, block averages onto a coarser one.
+    The vectors (truth, zones, projects) are copied unchanged. Returns ``out``."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+    from rasterio.warp import reproject
+
+    scene, out = Path(scene), Path(out)
+    if (out / "truth.gpkg").exists() and not overwrite:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for item in scene.iterdir():
+        if item.is_file() and item.suffix.lower() != ".tif":
+            shutil.copy2(item, out / item.name)
+    for name in ("before.tif", "after.tif"):
+        with rasterio.open(scene / name) as src:
+            profile, tags, descriptions = src.profile, src.tags(), src.descriptions
+            data = src.read()
+            factor = abs(src.transform.a) / pixel_m
+            width, height = max(1, round(src.width * factor)), max(1, round(src.height * factor))
+            transform = src.transform * Affine.scale(src.width / width, src.height / height)
+            target = np.zeros((src.count, height, width), data.dtype)
+            reproject(data, target, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                      dst_crs=src.crs, resampling=Resampling.bilinear if factor > 1 else Resampling.average)
+        block = max(16, min(512, 1 << int(math.log2(max(16, min(width, height) // 4)))))
+        profile.update(width=width, height=height, transform=transform, blockxsize=block, blockysize=block, tiled=True)
+        with rasterio.open(out / name, "w", **profile) as dst:
+            dst.write(target)
+            dst.descriptions = descriptions
+            dst.update_tags(**tags)
+    return out

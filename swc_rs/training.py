@@ -718,13 +718,16 @@ def write_card(card: dict, path: Path) -> Path:
 
 
 def default_sources(work: Path, real: Path | None = DEFAULT_REAL, seeds: Sequence[int] = TRAINING_SEEDS, size: int = 1024,
-                    progress: Progress | None = None, haze_every: int = 0) -> list[Source]:
+                    progress: Progress | None = None, haze_every: int = 0, resample_every: int = 0,
+                    resample_m: Sequence[float] = (1.0, 4.0)) -> list[Source]:
     """Generated training scenes (into ``work``) and the labelled real cities.
 
-    ``haze_every`` = k > 0: every k-th scene also gets a hazy copy
-    (:func:`swc_rs.augment.hazy_copy`, seeded by the scene's seed).
+    ``haze_every`` = k > 0: every k-th scene (the first, the k+1-th ...) also gets a
+    hazy copy (:func:`swc_rs.augment.hazy_copy`, seeded by the scene's seed).
+    ``resample_every`` = k > 0: every k-th scene (the second, the k+2-th ...) also gets
+    a copy at each pixel size of ``resample_m`` (:func:`swc_rs.augment.resampled_copy`).
     """
-    from swc_rs.augment import hazy_copy
+    from swc_rs.augment import hazy_copy, resampled_copy
     from swc_rs.sample import generate_scene
 
     sources = []
@@ -738,6 +741,11 @@ def default_sources(work: Path, real: Path | None = DEFAULT_REAL, seeds: Sequenc
             hazy = hazy_copy(folder, work / f"scene_{seed}_haze", seed=seed)
             sources.append(Source(hazy.name, "scene", hazy / "before.tif", hazy / "after.tif", group, hazy / "truth.gpkg",
                                   origin=folder.name))
+        if resample_every > 0 and index % resample_every == 1 % resample_every:
+            for pixel_m in resample_m:
+                copy = resampled_copy(folder, work / f"scene_{seed}_{pixel_m:g}m", pixel_m=pixel_m)
+                sources.append(Source(copy.name, "scene", copy / "before.tif", copy / "after.tif", group, copy / "truth.gpkg",
+                                      origin=folder.name))
         if progress:
             progress(f"scene seed {seed} ready")
     if real is not None and Path(real).exists():
@@ -758,6 +766,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-real", action="store_true", help="generated scenes only (no labelled real cities)")
     parser.add_argument("--haze-every", type=int, default=0, metavar="K",
                         help="also train on a hazy copy of every K-th generated scene (0: none)")
+    parser.add_argument("--resample-every", type=int, default=0, metavar="K",
+                        help="also train on copies of every K-th generated scene at each --resample-m pixel size (0: none)")
+    parser.add_argument("--resample-m", type=float, nargs="+", default=[1.0, 4.0], metavar="M",
+                        help="pixel sizes (m) of the resampled copies (default: 1 4)")
     parser.add_argument("--patch-only", action="store_true",
                         help="no pixel models: the rule mask finds patches, the model types them (the shipped default)")
     args = parser.parse_args(argv)
@@ -768,7 +780,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         sources = default_sources(work, None if args.no_real else args.real, args.seeds, args.size, progress=log.info,
-                                  haze_every=args.haze_every)
+                                  haze_every=args.haze_every, resample_every=args.resample_every,
+                                  resample_m=args.resample_m)
         options = TrainOptions(pixel_models=not args.patch_only)
         bundle, card = train(sources, options, cross_validate=not args.no_cv)
         save_model(bundle, card, args.output)

@@ -318,3 +318,20 @@ def test_a_hazy_copy_teaches_haze_as_a_false_alarm_and_keeps_the_truth(scenes, t
     labels = label_patches(scene_source(copy), patches)
     assert labels[0] == "非生产建设项目|云及阴影"
     assert list(labels[1:]) == list(truth.QTYPE.astype(str))
+
+
+@pytest.mark.parametrize("pixel_m", [1.0, 4.0])
+def test_a_resampled_copy_is_the_same_scene_on_another_grid(scenes, tmp_path, pixel_m):
+    import rasterio
+
+    from swc_rs.augment import resampled_copy
+
+    scene = scenes[12]
+    copy = resampled_copy(scene, tmp_path / "copy", pixel_m=pixel_m)
+    for name in ("before.tif", "after.tif"):
+        with rasterio.open(scene / name) as a, rasterio.open(copy / name) as b:
+            assert b.res == (pixel_m, pixel_m) and b.crs == a.crs
+            assert b.bounds == pytest.approx(a.bounds, abs=1e-6)  # the same ground
+            assert b.descriptions == a.descriptions and b.tags() == a.tags()
+            np.testing.assert_allclose(b.read().mean(axis=(1, 2)), a.read().mean(axis=(1, 2)), rtol=0.01)
+    assert (copy / "truth.gpkg").read_bytes() == (scene / "truth.gpkg").read_bytes()
