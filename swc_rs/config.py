@@ -262,6 +262,12 @@ class ClassifyConfig:
         Loose soil/spoil is reddish-brown (Sichuan's purple soils): redness above this.
     spoil_texture_min : float
         Spoil heaps are lumpy: coefficient of variation of brightness above this.
+    texture_m : float
+        Ground size (m) of the neighbourhood of the fine-texture feature (``texture_fine``,
+        the mean deviation of brightness from its local mean): the largest odd number of
+        pixels within it, at least 3 and at most 11 — 3 px at 2 m (the pixel size the
+        shipped model learned), 7 px at 0.8 m — so that the feature describes the same
+        ground roughness whatever the pixel size.
     """
 
     tillage_brightness_max: float = 0.115
@@ -270,6 +276,7 @@ class ClassifyConfig:
     quarry_texture_min: float = 0.12
     spoil_redness_min: float = 0.15
     spoil_texture_min: float = 0.1
+    texture_m: float = 6.0
 
 
 @dataclass(frozen=True)

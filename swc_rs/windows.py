@@ -146,6 +146,15 @@ STAT_COLUMNS = (
 RING_PX = 5
 
 
+def texture_px(texture_m: float, pixel_m: float) -> int:
+    """Side in pixels of the fine-texture neighbourhood: the largest odd number of pixels
+    within ``texture_m`` metres, clamped to 3–11 (within the ring margin of the box the
+    sums are taken over, so its reflected edge never reaches a patch pixel)."""
+    k = int(texture_m / max(pixel_m, 1e-9) + 1e-6)
+    k -= 1 - k % 2
+    return min(2 * RING_PX + 1, max(3, k))
+
+
 def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model,
                     window: Window) -> tuple[list, np.ndarray]:
     """Candidate polygons (grid pixel coordinates) of one window's core and their sums.
@@ -222,10 +231,11 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
                                        if isinstance(getattr(ev, f.name), np.ndarray)})
     veg_after = ev_in.veg_after.astype(np.float64)
     bright_after = ev_in.bright_after.astype(np.float64)
-    # Fine texture: mean absolute deviation from the 3×3 mean (lumpy spoil and benched
-    # rock are rough; cleared subsoil and fields are even).
+    # Fine texture: mean absolute deviation from the local mean over ~texture_m metres
+    # (lumpy spoil and benched rock are rough; cleared subsoil and fields are even).
     box_bright = ev.bright_after[box]
-    fine = np.abs(ev_in.bright_after - ndimage.uniform_filter(box_bright, size=3).ravel()[sel_in])
+    size = texture_px(config.classify.texture_m, pair.pixel_m)
+    fine = np.abs(ev_in.bright_after - ndimage.uniform_filter(box_bright, size=size).ravel()[sel_in])
     water = config.change.water_ndwi
     everywhere = np.ones(len(sel_in), dtype=bool)
     candidate = candidate_mask(ev_in, everywhere, ~everywhere, config.change)

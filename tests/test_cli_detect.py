@@ -308,3 +308,46 @@ def test_a_negative_raster_scale_is_refused(scene, tmp_path):
     config.write_text("[raster]\nscale = -0.0001\n", encoding="utf-8")
     result, output = run(scene, "--config", config)
     assert_bad_input(result, output, "bad.toml", "[raster] scale")
+
+
+def test_fine_texture_describes_the_same_ground_at_another_pixel_size(tmp_path):
+    # A lumpy clearing (2 × 2 px = 4 m lumps at 2 m) read at 2 m and resampled to 0.8 m:
+    # its texture_fine, taken over ~6 m of ground, stays about the same.
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+    from rasterio.warp import reproject
+
+    from swc_rs.windows import texture_px
+
+    assert [texture_px(6.0, m) for m in (0.5, 0.8, 1.0, 2.0, 4.0, 10.0)] == [11, 7, 5, 3, 3, 3]
+    (tmp_path / "m2").mkdir()
+    scene = make_scene(tmp_path / "m2", squares=((40, 40, 40),))
+    with rasterio.open(scene.after, "r+") as ds:
+        data = ds.read().astype(float)
+        lumps = np.kron(np.random.default_rng(0).uniform(0.75, 1.25, (20, 20)), np.ones((2, 2)))
+        data[:, 40:80, 40:80] *= lumps
+        ds.write(data.astype("uint16"))
+    (tmp_path / "m08").mkdir()
+    fine = make_scene(tmp_path / "m08", squares=())
+    for name in ("before.tif", "after.tif"):
+        with rasterio.open(scene.folder / name) as src:
+            target = np.zeros((src.count, src.height * 5 // 2, src.width * 5 // 2), "uint16")
+            transform = src.transform * Affine.scale(0.4)
+            reproject(src.read(), target, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                      dst_crs=src.crs, resampling=Resampling.cubic)
+            profile = {**src.profile, "width": target.shape[2], "height": target.shape[1], "transform": transform}
+            tags = src.tags()
+        with rasterio.open(fine.folder / name, "w", **profile) as dst:
+            dst.write(target)
+            dst.descriptions = ("blue", "green", "red", "nir")
+            dst.update_tags(**tags)
+    textures = []
+    for s in (scene, fine):
+        result, output = run(s)
+        assert result.exit_code == 0, result.output
+        features = pyogrio.read_dataframe(output, layer="patch_features")
+        assert len(features) == 1
+        textures.append(float(features.texture_fine[0]))
+    assert textures[1] == pytest.approx(textures[0], rel=0.35), textures
