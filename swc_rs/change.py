@@ -172,9 +172,9 @@ def _band(stack: np.ndarray, roles: tuple[str, ...], role: str):
     return stack[roles.index(role)] if role in roles else None
 
 
-def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True):
+def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True, bare: bool = True):
     """Vegetation, brightness, water and bare-soil indices of one date (the first two only
-    when ``full`` is False)."""
+    when ``full`` is False; no bare-soil index when ``bare`` is False)."""
     blue, green, red = (_band(stack, roles, r) for r in ("blue", "green", "red"))
     nir, swir1 = _band(stack, roles, "nir"), _band(stack, roles, "swir1")
     veg = indices.ndvi(nir, red) if nir is not None else indices.visible_vegetation(green, red, blue)
@@ -185,8 +185,7 @@ def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True):
         water = indices.ndwi(green, nir)
     else:
         water = indices.normalized_difference(blue, red) - 0.2
-    bare = indices.bare_soil_index(blue, red, nir, swir1)
-    return veg, bright, water, bare
+    return veg, bright, water, indices.bare_soil_index(blue, red, nir, swir1) if bare else None
 
 
 def pixel_evidence(
@@ -202,6 +201,8 @@ def pixel_evidence(
     Vegetation is NDVI where NIR exists, else the visible VARI proxy; water is NDWI
     where NIR exists, else a blue-dominance proxy; bare is BSI (SWIR) or its
     visible/NIR proxy (see :func:`swc_rs.indices.bare_soil_index`).
+    AFTER's state (vegetation, brightness, bare) is taken as delivered, except water,
+    which is judged on ``after_normalised`` when given (NDWI is not gain-free).
 
     Parameters
     ----------
@@ -220,7 +221,13 @@ def pixel_evidence(
     norm = after if after_normalised is None else after_normalised
     vb, bb, wb, sb = _state(before, roles)
     va, ba, wa, sa = _state(after, roles)
-    vn, bn, _, _ = _state(norm, roles, full=False) if after_normalised is not None else (va, ba, None, None)
+    if after_normalised is not None:
+        # Water on AFTER is judged on its normalised bands: NDWI is not gain-free, and a
+        # sensor whose green is brighter and NIR darker than BEFORE's (another satellite,
+        # another calibration) would otherwise make bare soil "water" and exclude it.
+        vn, bn, wa, _ = _state(norm, roles, bare=False)
+    else:
+        vn, bn = va, ba
     if band_scale is None:
         band_scale = np.maximum(before.std(axis=(1, 2)), 1e-3)
     inv = (1.0 / np.asarray(band_scale, np.float32))[:, None, None]

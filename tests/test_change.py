@@ -103,3 +103,23 @@ def test_square_morphology_matches_scipy_filters(seed, radius, density):
     size = 2 * radius + 1
     assert (dilate(mask, radius) == (ndimage.maximum_filter(mask.view(np.uint8), size=size) > 0)).all()
     assert (erode(mask, radius) == (ndimage.minimum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0) > 0)).all()
+
+
+def test_a_clearing_seen_by_another_sensor_is_not_taken_for_water():
+    # AFTER from a sensor with a brighter green and a darker NIR than BEFORE's: a fresh
+    # clearing's delivered NDWI crosses the water level, its normalised one does not.
+    cfg = ChangeConfig()
+    gain = np.array([1.5, 1.4, 1.3, 0.8], np.float32)[:, None, None]
+    offset = np.array([0.04, 0.03, 0.02, -0.01], np.float32)[:, None, None]
+    before = _stack([0.025, 0.045, 0.028, 0.33])
+    truth = before.copy()
+    truth[:, 5:15, 5:15] = np.array([0.10, 0.14, 0.17, 0.19])[:, None, None]
+    delivered = truth * gain + offset
+    ev = pixel_evidence(before, delivered, ROLES, after_normalised=(delivered - offset) / gain)
+    assert (ev.water_after[5:15, 5:15] < cfg.water_ndwi).all()
+    naive = pixel_evidence(before, delivered, ROLES)  # without the normalised bands: "water"
+    assert (naive.water_after[5:15, 5:15] > cfg.water_ndwi).all()
+    valid = np.ones((20, 20), bool)
+    water = (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
+    mask = candidate_mask(ev, valid, water, cfg)
+    assert mask[5:15, 5:15].all()
