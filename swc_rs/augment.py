@@ -25,6 +25,7 @@ finer grid (bilinear) or a coarser one (block average), with the same truth.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -103,9 +104,9 @@ def hazy_copy(scene: Path, out: Path, *, seed: int, overwrite: bool = False) -> 
         confounders = pd.concat([confounders, haze], ignore_index=True)
     truth.to_file(out / "truth.gpkg", layer="truth_patches", engine="pyogrio")
     confounders.to_file(out / "truth.gpkg", layer="confounders", engine="pyogrio")
-    (out / "haze.json").write_text(
-        '{"date": "%s", "path_radiance": %.4f, "transmission_loss": %.4f, "hazy_fraction": %.4f, "seed": %d}\n'
-        % (target.removesuffix(".tif"), path_radiance, loss, float(area.mean()), seed), encoding="utf-8")
+    record = {"date": target.removesuffix(".tif"), "path_radiance": round(path_radiance, 4),
+              "transmission_loss": round(loss, 4), "hazy_fraction": round(float(area.mean()), 4), "seed": seed}
+    (out / "haze.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     return out
 
 
