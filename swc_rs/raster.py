@@ -122,10 +122,6 @@ def acquisition_date(dataset) -> dt.date | None:
     return None
 
 
-#: Where a date's raw-to-reflectance scaling came from (:attr:`Band.scaling`).
-SCALING_SOURCES = ("config", "metadata", "profile", "dtype")
-
-
 @dataclass(frozen=True)
 class Band:
     """One date's band roles and scaling: reflectance = raw × scale + offset, per role.
@@ -427,38 +423,37 @@ class RasterPair:
         """Storage data type of BEFORE and AFTER (first band)."""
         return (str(self._before.dtypes[0]), str(self._after.dtypes[0]))
 
-    def _guessed_integer_dates(self):
-        """(index, bands, path) of the dates stored as 16/32-bit integers whose scale is
-        only a guess from the data type (no [raster] scale, no metadata, no profile)."""
+    def _guessed_integer_samples(self, reads, step: int = 4):
+        """(bands, values, path) of each date stored as 16/32-bit integers whose scale is
+        only a guess from the data type (no [raster] scale, no metadata, no profile):
+        its valid values in ``reads`` on every ``step``-th row and column, (bands, n)."""
         for k, (bands, path, dtype) in enumerate(((self.before_bands, self.before_path, self.dtypes[0]),
                                                   (self.after_bands, self.after_path, self.dtypes[1]))):
-            if bands.scaling == "dtype" and dtype in ("uint16", "int16", "uint32", "int32"):
-                yield k, bands, path
+            if bands.scaling != "dtype" or dtype not in ("uint16", "int16", "uint32", "int32"):
+                continue
+            parts = [r[k][:, ::step, ::step][:, r[2][::step, ::step]] for r in reads]
+            parts = [v for v in parts if v.size]
+            if parts:
+                yield bands, np.concatenate(parts, axis=1), path
 
     def ten_bit_dates(self, reads: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Path]:
         """The dates stored as 16-bit integers, scaled by a guess from the data type, whose
-        values in ``reads`` (``read`` results, e.g. the calibration windows) never exceed
-        1023: raw 10-bit DN (GF-1/2, ZY-3 L1A/ortho products), not reflectance × 10000
-        (where a vegetated or built pixel reaches 0.1 in some band)."""
-        found = []
-        for k, bands, path in self._guessed_integer_dates():
-            peak = max((float(r[k][:, r[2]].max()) for r in reads if r[2].any()), default=None)
-            if peak is not None and peak / bands.scale < 1023.5:
-                found.append(path)
-        return found
+        values in ``reads`` (``read`` results, e.g. the calibration windows; a sample of
+        every 4th row and column) never exceed 1023: raw 10-bit DN (GF-1/2, ZY-3
+        L1A/ortho products), not reflectance × 10000 (where a vegetated or built pixel
+        reaches 0.1 in some band)."""
+        return [path for bands, values, path in self._guessed_integer_samples(reads)
+                if float(values.max()) / bands.scale < 1023.5]
 
     def offset_dates(self, reads: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Path]:
         """The dates stored as integers, scaled by a guess from the data type, where even
-        the darkest band's 1st percentile in ``reads`` is a reflectance of 0.1 or more:
-        no water, shadow or vegetation in red is that bright, so the values carry an
-        additive offset (Sentinel-2 L2A from baseline 04.00: +1000; Landsat Collection 2:
-        scale 0.0000275, offset −0.2) that the file does not declare."""
-        found = []
-        for k, _, path in self._guessed_integer_dates():
-            values = [r[k][:, r[2]] for r in reads if r[2].any()]
-            if values and float(np.percentile(np.concatenate(values, axis=1), 1, axis=1).min()) >= 0.1:
-                found.append(path)
-        return found
+        the darkest band's 1st percentile in ``reads`` (sampled as for
+        :meth:`ten_bit_dates`) is a reflectance of 0.1 or more: no water, shadow or
+        vegetation in red is that bright, so the values carry an additive offset
+        (Sentinel-2 L2A from baseline 04.00: +1000; Landsat Collection 2: scale
+        0.0000275, offset −0.2) that the file does not declare."""
+        return [path for _, values, path in self._guessed_integer_samples(reads)
+                if float(np.percentile(values, 1, axis=1).min()) >= 0.1]
 
     def describe(self) -> dict:
         return {
