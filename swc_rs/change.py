@@ -231,7 +231,8 @@ def pixel_evidence(
     if band_scale is None:
         band_scale = np.maximum(before.std(axis=(1, 2)), 1e-3)
     inv = (1.0 / np.asarray(band_scale, np.float32))[:, None, None]
-    diff = (norm - before) * inv
+    diff = np.subtract(norm, before, dtype=np.float32)
+    diff *= inv  # in place: one pass over the window less (this is memory-bound)
     if whitening is not None:
         centre, matrix = whitening
         diff = np.einsum("kb,bij->kij", np.asarray(matrix, np.float32),

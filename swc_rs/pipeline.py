@@ -31,6 +31,7 @@ from swc_rs import __version__, codes, compliance
 from swc_rs.change import Normalisation
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
+from swc_rs.crops import CropSpool
 from swc_rs.errors import SwcWarning, VectorInputError
 from swc_rs.history import link_previous
 from swc_rs.patches import merge_seams, shape_metrics, to_map
@@ -65,6 +66,17 @@ class DetectResult:
     features: pd.DataFrame | None = None
     #: Extra non-spatial layers to write (e.g. ``developers`` with --history).
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The pixels around patches kept from the window pass for their evidence chips, by
+    #: QDNM (:mod:`swc_rs.crops`), and the temporary folder that holds them (removed when
+    #: this result is released, or by :meth:`release_crops`).
+    chip_crops: dict = field(default_factory=dict, repr=False)
+    crop_spool: CropSpool | None = field(default=None, repr=False)
+
+    def release_crops(self) -> None:
+        """Remove the chip crops' temporary folder (chips are then read from the images)."""
+        if self.crop_spool is not None:
+            self.crop_spool.close()
+        self.chip_crops, self.crop_spool = {}, None
 
     @property
     def violations(self) -> gpd.GeoDataFrame:
@@ -279,9 +291,11 @@ def _parent_threads(pool: _WindowPool, request: DetectRequest):
 
 
 def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress,
-                  model=None, pool: _WindowPool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  model=None, pool: _WindowPool | None = None,
+                  spool: CropSpool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Polygons of every candidate patch, merged across window seams (pixel
-    coordinates), and their sums (:data:`STAT_COLUMNS`).
+    coordinates), their sums (:data:`STAT_COLUMNS`) and their chip crops (written to
+    ``spool``; None for a patch cut by a seam, or without a spool).
 
     With a worker pool the windows are shared among its processes; the result does not
     depend on the number of workers.
@@ -289,28 +303,37 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
     config = request.config
     size = config.raster.window_size
     windows = list(iter_windows(pair.grid, size))
+    folder = str(spool.folder) if spool is not None else None
     polygons: list = []
+    crops: list = []
     stats: list[np.ndarray] = [np.zeros((0, len(STAT_COLUMNS)))]
     if pool is None or pool.executor is None:
-        finished = enumerate(_window_patches(pair, norm, config, min_pixels, model, window) for window in windows)
+        finished = enumerate(_window_patches(pair, norm, config, min_pixels, model, window, folder) for window in windows)
     else:
         log.info("processing %d windows on %d cores (this process and %d spawned)", len(windows), pool.workers,
                  pool.workers - 1)
         pixel_model = bool(model is not None and model.families())
         finished = _shared_windows(
-            windows, lambda window: _window_patches(pair, norm, config, min_pixels, model, window),
-            _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model), pool)
+            windows, lambda window: _window_patches(pair, norm, config, min_pixels, model, window, folder),
+            _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model, folder), pool)
     results: list = [None] * len(windows)
     for done, (index, result) in enumerate(finished, start=1):
         results[index] = result
         progress("detect", done, len(windows))
-    for pieces, sums in results:  # in window order, whoever did them
+    for pieces, sums, kept in results:  # in window order, whoever did them
         polygons.extend(pieces)
         stats.append(sums)
+        crops.extend(kept)
     geoms, owner = merge_seams(polygons, size, return_owner=True)
     merged = np.zeros((len(geoms), len(STAT_COLUMNS)))
     np.add.at(merged, owner, np.concatenate(stats))
-    return geoms, merged
+    # A patch keeps its piece's crop only when it is that one piece (not cut by a seam).
+    merged_crops = np.full(len(geoms), None, dtype=object)
+    single = np.bincount(owner, minlength=len(geoms)) == 1
+    for piece, patch in enumerate(owner):
+        if single[patch]:
+            merged_crops[patch] = crops[piece]
+    return geoms, merged, merged_crops
 
 
 def _shared_windows(windows: list, run_here: Callable, remote: Callable, job: Callable, pool: _WindowPool):
@@ -434,16 +457,17 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         if model_future is not None and pixel_families_hint(request.model) != []:
             model = model_future.result()
         clock.lap("model")
-        geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
+        spool = CropSpool() if config.chips.reuse_window_pixels else None
+        geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool)
         if model_future is not None and model is None:
             model = model_future.result()
             if model.families():  # the file's schema misled the hint: the windows again, with the pixel models
                 log.warning("%s has pixel models its schema did not show; finding the patches again with them",
                             request.model)
-                geoms_px, stats = _find_patches(pair, norm, request, min_pixels, progress, model, pool)
+                geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool)
         if _seeded(norm, config):  # a region cut by a seam was kept in each window: judged whole now
             held = stats[:, STAT_COLUMNS.index("seeds")] > 0
-            geoms_px, stats = geoms_px[held], stats[held]
+            geoms_px, stats, crops = geoms_px[held], stats[held], crops[held]
         if pool.owns_executor:  # done with them: they wind down while the patches are judged
             pool.executor.shutdown(wait=False)
         elif pool.executor is not None:
@@ -460,6 +484,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         min_area = np.array([config.rules_for(z).min_area_hm2 for z in frame["X_ZONE"]])
         keep = frame["QAREA"].to_numpy() >= (min_area if len(frame) else 0)
         frame = frame[keep].reset_index(drop=True)
+        crops = crops[keep]
         metric = shape_metrics(frame.geometry.values)
         feats = features_from_stats(stats[keep], metric)
         clock.lap("features")
@@ -485,6 +510,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         order = np.lexsort((np.round(cent.x.to_numpy(), 1), -np.round(cent.y.to_numpy(), 1)))
         judged = judged.iloc[order].reset_index(drop=True)
         feats = feats.iloc[order].reset_index(drop=True)
+        crops = crops[order]
         previous = None
         if request.previous is not None:
             previous = read_layer(request.previous, "disturbance_patches", to_crs=area_crs, what="previous output")
@@ -496,6 +522,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         judged["QDNM"], judged["QDTYPE"] = link_previous(
             judged, previous, f"{config.compliance.admin_code}-{period}", config.history
         )
+        chip_crops = {str(q): ref for q, ref in zip(judged["QDNM"], crops, strict=True) if ref is not None}
         judged["QDCS"] = ""
         judged["RST"] = codes.NOT_CHECKED
         judged["X_T1"] = t1.isoformat() if t1 else ""
@@ -566,6 +593,8 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         run_info=run_info,
         features=feats,
         tables=tables,
+        chip_crops=chip_crops,
+        crop_spool=spool,
     )
 
 

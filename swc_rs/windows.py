@@ -40,6 +40,7 @@ from swc_rs.change import (
 )
 from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
+from swc_rs.crops import write_crops
 from swc_rs.patches import EIGHT, polygonize_labels
 from swc_rs.raster import RasterPair, expand_window, open_pair, sample_windows
 
@@ -156,14 +157,16 @@ def texture_px(texture_m: float, pixel_m: float) -> int:
 
 
 def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model,
-                    window: Window) -> tuple[list, np.ndarray]:
+                    window: Window, spool: str | None = None) -> tuple[list, np.ndarray, list]:
     """Candidate polygons (grid pixel coordinates) of one window's core and their sums.
 
-    Returns the polygons (one per 8-connected component of the core's cleaned mask) and
-    a ``(len(polygons), len(STAT_COLUMNS))`` float64 array of per-patch sums over the
+    Returns the polygons (one per 8-connected component of the core's cleaned mask), a
+    ``(len(polygons), len(STAT_COLUMNS))`` float64 array of per-patch sums over the
     patch's valid pixels (and over its ring of :data:`RING_PX` pixels outside every
     candidate), taken from the evidence already in memory: the object features cost no
-    second read of the images.
+    second read of the images; and per polygon its chip crop (:mod:`swc_rs.crops`),
+    written to a file in the folder ``spool`` (None without one, or where the chip
+    window leaves the window's halo).
     """
     from scipy import ndimage
 
@@ -194,9 +197,17 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     mask = clean_mask(mask, opening_px=opening, closing_px=config.change.closing_px, min_pixels=min_pixels)
     core_mask = mask[core]
     if not core_mask.any():
-        return [], np.zeros((0, len(STAT_COLUMNS)))
+        return [], np.zeros((0, len(STAT_COLUMNS))), []
     core_labels, count = ndimage.label(core_mask, structure=EIGHT)
     polygons = polygonize_labels(core_labels, int(window.row_off), int(window.col_off))
+    crops: list = [None] * count
+    if spool is not None:
+        row_off, col_off = int(window.row_off), int(window.col_off)
+        boxes = [None if box is None else (col_off + box[1].start, row_off + box[0].start,
+                                           col_off + box[1].stop, row_off + box[0].stop)
+                 for box in ndimage.find_objects(core_labels)]
+        crops = write_crops(Path(spool) / f"r{row_off}_c{col_off}.crops", boxes, (int(outer.row_off), int(outer.col_off)),
+                            before, after, valid, pair.roles, pair.grid.shape, config.chips)
 
     # Sums over the patches' bounding box plus the ring (reflect edges never reach a patch pixel).
     labels = np.zeros(mask.shape, dtype=np.int32)
@@ -260,7 +271,7 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
         total(at(ev.bright_after, flat_ring), lab_ring),
         total(at(seeds)) if seeds is not None else np.zeros(count),
     ])
-    return polygons, stats
+    return polygons, stats, crops
 
 
 def _seeded(norm: Normalisation, config: DetectConfig) -> bool:
@@ -289,8 +300,8 @@ def _init_worker(request: DetectRequest) -> None:
     )
 
 
-def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
-    request, window, norm, shift, min_pixels, pixel_model = job
+def _worker_window(job: tuple) -> tuple[list, np.ndarray, list]:
+    request, window, norm, shift, min_pixels, pixel_model, spool = job
     if _WORKER.get("request") != request:  # the first window of this run in this process
         _init_worker(request)
     w = _WORKER
@@ -306,7 +317,7 @@ def _worker_window(job: tuple) -> tuple[list, np.ndarray]:
 
             w["threads"] = one_native_thread()  # again: OpenMP came with the model
         model = w["model"]
-    return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window)
+    return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window, spool)
 
 
 def _worker_calibrate(request: DetectRequest) -> tuple:

@@ -6,7 +6,8 @@ that grows with the patch so its surroundings show. They are JPEG by default (co
 full resolution; ~1/3 the bytes of PNG and ~10× faster to encode) or PNG (``[chips]
 format``). They are stored in the GeoPackage's ``chips`` table (one row per patch and
 date, linked by QDNM) and can be written to a folder. Imagery is read only through
-:class:`swc_rs.raster.RasterPair`.
+:class:`swc_rs.raster.RasterPair`, or cut from the pixels detect's window pass kept
+around each patch (:mod:`swc_rs.crops`), which saves decoding the images a second time.
 
 ``chips`` table: ``fid``, ``QDNM`` (图斑编号), ``DATE_KIND`` (``before``/``after``),
 ``DATE`` (ISO image date), ``MIME`` (``image/jpeg`` or ``image/png``), ``IMAGE`` (BLOB),
@@ -20,7 +21,7 @@ import io
 import logging
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,9 @@ import numpy as np
 import pyproj
 import shapely
 from PIL import Image, ImageDraw
-from rasterio.windows import Window
 
 from swc_rs.config import ChipsConfig
+from swc_rs.crops import TRUE_COLOUR, CropRef, chip_window, read_crop
 from swc_rs.errors import InputFileError, OutputExistsError, SwcError
 from swc_rs.raster import run_image_args
 
@@ -40,7 +41,6 @@ TABLE = "chips"
 DATE_KINDS = ("before", "after")
 #: Outline colour drawn on the chips (magenta: rare in nature, visible on soil and forest).
 OUTLINE_RGB = (255, 0, 255)
-TRUE_COLOUR = ("red", "green", "blue")
 #: Pixels per band sampled for a chip's stretch limits.
 _STRETCH_SAMPLE = 16_384
 #: How chips are cut, drawn and encoded: the ``[chips]`` section of the run configuration.
@@ -76,24 +76,6 @@ class Chip:
     def filename(self) -> str:
         """``<QDNM>_<before|after>.jpg`` (or ``.png``)."""
         return f"{self.QDNM}_{self.DATE_KIND}{EXTENSIONS.get(self.mime, '.bin')}"
-
-
-def chip_window(bounds_px: tuple[float, float, float, float], shape: tuple[int, int],
-                options: ChipOptions = DEFAULT_OPTIONS) -> Window | None:
-    """The window around a patch's pixel bounds (col0, row0, col1, row1), padded and clipped.
-
-    The margin is ``pad_fraction`` of the patch's larger side, within
-    [``min_pad_px``, ``max_pad_px``]; None when the patch lies off the grid.
-    """
-    col0, row0, col1, row1 = bounds_px
-    side = max(col1 - col0, row1 - row0, 1.0)
-    pad = int(np.clip(round(side * options.pad_fraction), options.min_pad_px, options.max_pad_px))
-    height, width = shape
-    c0, r0 = max(0, int(np.floor(col0)) - pad), max(0, int(np.floor(row0)) - pad)
-    c1, r1 = min(width, int(np.ceil(col1)) + pad), min(height, int(np.ceil(row1)) + pad)
-    if c1 - c0 < 1 or r1 - r0 < 1:
-        return None
-    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def stretch(rgb: np.ndarray, valid: np.ndarray, low: float = 2, high: float = 98) -> tuple[np.ndarray, np.ndarray]:
@@ -155,8 +137,12 @@ def _rings_px(geom, inverse, col0: int, row0: int) -> list[np.ndarray]:
 
 def make_chips(violations, before: str | Path, after: str | Path, *, sensor: str = "auto",
                shift: tuple[float, float] = (0.0, 0.0), dates: tuple[str, str] = ("", ""),
-               options: ChipOptions = DEFAULT_OPTIONS) -> Iterator[Chip]:
+               options: ChipOptions = DEFAULT_OPTIONS, crops: Mapping[str, CropRef] | None = None) -> Iterator[Chip]:
     """Before and after chips of every patch in ``violations`` (GeoDataFrame with QDNM).
+
+    ``crops``: the pixels around patches kept from detect's window pass, by QDNM
+    (:mod:`swc_rs.crops`); a patch whose crop holds its chip window is cut from there,
+    any other is read from the images.
 
     Raises
     ------
@@ -185,7 +171,9 @@ def make_chips(violations, before: str | Path, after: str | Path, *, sensor: str
             if window is None:
                 log.warning("patch %s lies outside the images; no chips", qdnm)
                 continue
-            rgb_b, rgb_a, valid = pair.read(window, roles=TRUE_COLOUR)
+            ref = crops.get(str(qdnm)) if crops else None
+            kept = read_crop(ref, window) if ref is not None else None
+            rgb_b, rgb_a, valid = kept if kept is not None else pair.read(window, roles=TRUE_COLOUR)
             # One stretch for both dates, so a change in brightness stays visible.
             lo, hi = stretch(np.concatenate([rgb_b, rgb_a], axis=2), np.concatenate([valid, valid], axis=1))
             rings = _rings_px(geom, inverse, int(window.col_off), int(window.row_off))
@@ -268,7 +256,7 @@ def make_chips_threaded(violations, before, after, *, threads: int | None = None
     remote = []
     for part in slices[:min(spawned, parts - 1)]:  # the first slices to the workers, the rest here
         try:
-            remote.append(executor.submit(_chip_list, part, before, after, kwargs))
+            remote.append(executor.submit(_chip_list, part, before, after, _own_crops(part, kwargs)))
         except RuntimeError:  # the pool is shut down or broken: make them here
             break
     local = slices[len(remote):]
@@ -294,6 +282,14 @@ def _chip_list(violations, before, after, kwargs: dict) -> list[Chip]:
     return list(make_chips(violations, before, after, **kwargs))
 
 
+def _own_crops(part, kwargs: dict) -> dict:
+    """``kwargs`` with only ``part``'s crops (what a worker process is sent)."""
+    crops = kwargs.get("crops")
+    if not crops:
+        return kwargs
+    return {**kwargs, "crops": {q: crops[q] for q in map(str, part["QDNM"]) if q in crops}}
+
+
 def result_chips(result, options: ChipOptions | None = None, threads: int | None = None,
                  executor=None) -> list[Chip]:
     """The chips of ``result``'s suspected patches, cut from ``result.run_info``'s images.
@@ -307,7 +303,8 @@ def result_chips(result, options: ChipOptions | None = None, threads: int | None
     options = run_options(info) if options is None else options
     try:
         return make_chips_threaded(result.violations, info["before"], info["after"], **run_image_args(info),
-                                   options=options, threads=threads, executor=executor)
+                                   options=options, threads=threads, executor=executor,
+                                   crops=getattr(result, "chip_crops", None))
     except (SwcError, OSError, KeyError) as err:
         log.warning("no evidence chips: %s", err)
         return []
