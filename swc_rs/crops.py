@@ -19,6 +19,7 @@ Light on purpose: the window workers import it.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ from rasterio.windows import Window
 
 from swc_rs.config import ChipsConfig
 
+log = logging.getLogger(__name__)
+
 #: The bands of a chip, in image order.
 TRUE_COLOUR = ("red", "green", "blue")
 #: Pixels kept around a chip window: the chip is cut again from the patch's final
@@ -40,6 +43,8 @@ MARGIN_PX = 2
 _LEVELS = 65535
 
 DEFAULT_OPTIONS = ChipsConfig()
+#: Spool folders this process failed to write to (it stops trying, and warned once).
+_FAILED: set[str] = set()
 
 
 def chip_window(bounds_px: tuple[float, float, float, float], shape: tuple[int, int],
@@ -90,6 +95,15 @@ class CropSpool:
     def close(self) -> None:
         self._finalizer()
 
+    @classmethod
+    def create(cls) -> CropSpool | None:
+        """A spool in the system's temporary folder; None (with a warning) when none can be made."""
+        try:
+            return cls()
+        except OSError as err:
+            log.warning("no temporary folder for the chips' pixels (%s); they will be read from the images again", err)
+            return None
+
 
 def write_crops(path: str | Path, boxes: list, origin: tuple[int, int], before: np.ndarray, after: np.ndarray,
                 valid: np.ndarray, roles: tuple[str, ...], grid_shape: tuple[int, int],
@@ -109,6 +123,21 @@ def write_crops(path: str | Path, boxes: list, origin: tuple[int, int], before: 
     """
     if any(r not in roles for r in TRUE_COLOUR):
         return [None] * len(boxes)
+    folder = str(Path(path).parent)
+    if folder in _FAILED:
+        return [None] * len(boxes)
+    try:
+        return _write_crops(path, boxes, origin, before, after, valid, roles, grid_shape, options)
+    except OSError as err:  # a full or read-only temporary folder: the chips are read from the images
+        _FAILED.add(folder)  # said once; this process keeps no more crops in it
+        log.warning("could not keep the pixels around the patches for their chips (%s); they are read from the "
+                    "images again. Free space in the temporary folder (TMPDIR) or set [chips] "
+                    "reuse_window_pixels = false", err)
+        Path(path).unlink(missing_ok=True)
+        return [None] * len(boxes)
+
+
+def _write_crops(path, boxes, origin, before, after, valid, roles, grid_shape, options) -> list[CropRef | None]:
     bands = [roles.index(r) for r in TRUE_COLOUR]
     row0, col0 = origin
     height, width = valid.shape

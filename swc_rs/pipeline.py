@@ -424,15 +424,22 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             _WindowPool(request, _workers(request.workers), pair, executor) as pool, \
             _parent_threads(pool, request), \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:
-        # The pair is calibrated in a window worker (when there is one), the model loads
-        # and the inputs' checksums (for run_info) are taken in threads while the
-        # vectors are read (hashing releases the GIL).
+        # The pair is calibrated in a window worker (when there is one) while the inputs'
+        # checksums (for run_info) are taken in threads (hashing releases the GIL) and
+        # the vectors are read. The model loads in a thread too: beside the calibration
+        # when it has pixel models or there is no worker; else only once the calibration
+        # is in, since the windows wait for the calibration, not for a patch typer (which
+        # then loads beside them: competing with the calibration for the cores it
+        # doubled the calibration's time on the 8192² bench scene).
         calibration = _start_calibration(pair, request, pool)
         model_future = None
+        pixel_models = None
         if request.model is not None:
             from swc_rs.model import load_model, pixel_families_hint
 
-            model_future = loader.submit(load_model, request.model)
+            pixel_models = pixel_families_hint(request.model) != []
+            if pixel_models or pool.executor is None:
+                model_future = loader.submit(load_model, request.model)
         sums = {name: loader.submit(_checksums, paths) for name, paths in (
             ("before", [request.before]), ("after", [request.after]), ("zones", [request.zones]),
             ("projects", [request.projects]), ("sensitive", list(request.sensitive)))}
@@ -451,13 +458,15 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = calibration()
         clock.lap("calibrate")
+        if request.model is not None and model_future is None:
+            model_future = loader.submit(load_model, request.model)
         # The windows wait for the model only if it has pixel models; a patch typer
-        # alone (the shipped model) goes on loading beside them (~2 s with its imports).
+        # alone (the shipped model) goes on loading beside them (~1.1 s with its imports).
         model = None
-        if model_future is not None and pixel_families_hint(request.model) != []:
+        if pixel_models:
             model = model_future.result()
         clock.lap("model")
-        spool = CropSpool() if config.chips.reuse_window_pixels else None
+        spool = CropSpool.create() if config.chips.reuse_window_pixels else None
         geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool)
         if model_future is not None and model is None:
             model = model_future.result()

@@ -145,3 +145,20 @@ def test_crop_ref_contains():
     ref = CropRef("x", 0, 10, 20, 30, 40)
     assert ref.contains(Window(10, 20, 30, 40)) and ref.contains(Window(15, 25, 5, 5))
     assert not ref.contains(Window(9, 20, 5, 5)) and not ref.contains(Window(10, 20, 31, 40))
+
+
+def test_a_spool_that_cannot_be_written_only_costs_the_second_read(tmp_path, caplog):
+    from swc_rs import crops
+
+    rng = np.random.default_rng(4)
+    data = rng.uniform(0.02, 0.4, (4, 60, 60)).astype(np.float32)
+    valid = np.ones((60, 60), bool)
+    gone = tmp_path / "removed"  # e.g. the temporary folder was cleaned or is full
+    with caplog.at_level("WARNING", logger="swc_rs.crops"):
+        first = write_crops(gone / "a.crops", [(20.0, 20.0, 30.0, 30.0)], (0, 0), data, data, valid,
+                            ("blue", "green", "red", "nir"), (60, 60))
+        again = write_crops(gone / "b.crops", [(20.0, 20.0, 30.0, 30.0)], (0, 0), data, data, valid,
+                            ("blue", "green", "red", "nir"), (60, 60))
+    assert first == [None] and again == [None]
+    assert len([r for r in caplog.records if "reuse_window_pixels" in r.getMessage()]) == 1  # said once
+    crops._FAILED.discard(str(gone))
