@@ -362,10 +362,12 @@ class ChipsConfig:
         ... within these bounds (image pixels).
     outline_px : int
         Width of the drawn patch outline (chip pixels).
-    reuse_window_pixels : bool
-        Keep the pixels around each patch from detect's window pass (in a temporary
-        folder, ~13 bytes per chip pixel, removed after the run), so that the chips need
-        no second decoding of the images; false reads them again (less temporary disk).
+    spool_max_mb : int
+        Temporary disk (``TMPDIR``) for the pixels detect's window pass keeps around each
+        patch, so that the chips need no second decoding of the images (~13 bytes per
+        chip pixel: ~250 MB for the 8192² bench scene; removed after the run). Past it
+        the chips are read from the images again; 0 keeps none. Where ``/tmp`` is a
+        tmpfs this is memory: point ``TMPDIR`` at a disk or lower it.
     """
 
     format: str = "jpeg"
@@ -375,7 +377,7 @@ class ChipsConfig:
     min_pad_px: int = 12
     max_pad_px: int = 400
     outline_px: int = 2
-    reuse_window_pixels: bool = True
+    spool_max_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -495,6 +497,9 @@ def _check_chips(chips: ChipsConfig, *, source: object) -> None:
     if not 1 <= chips.jpeg_quality <= 95:
         raise ConfigError(f"[chips] jpeg_quality = {chips.jpeg_quality} is outside 1–95", path=source,
                           fix="use e.g. jpeg_quality = 90")
+    if chips.spool_max_mb < 0:
+        raise ConfigError(f"[chips] spool_max_mb = {chips.spool_max_mb} is negative", path=source,
+                          fix="give the temporary disk in MB for the chips' pixels, or 0 to keep none")
     if chips.size_px < 16 or chips.outline_px < 1 or chips.min_pad_px < 0 or chips.max_pad_px < chips.min_pad_px:
         raise ConfigError("[chips] size_px must be ≥ 16, outline_px ≥ 1 and 0 ≤ min_pad_px ≤ max_pad_px",
                           path=source, fix="use the defaults: size_px = 256, outline_px = 2, min_pad_px = 12, max_pad_px = 400")

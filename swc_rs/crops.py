@@ -11,8 +11,9 @@ patch cut by a window seam, or one whose chip reaches beyond the halo, is read f
 the images as before.
 
 A spool takes ~13 bytes per pixel of those chip windows (~250 MB for the ~2,000
-patches of the bench scene) in the system's temporary folder (``TMPDIR``), and is
-removed when the detect result that holds it is released.
+patches of the bench scene) in the system's temporary folder (``TMPDIR``), at most
+``[chips] spool_max_mb`` (past it the chips are read), and is removed when the detect
+result that holds it is released.
 
 Light on purpose: the window workers import it.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 import weakref
@@ -124,7 +126,7 @@ def write_crops(path: str | Path, boxes: list, origin: tuple[int, int], before: 
     if any(r not in roles for r in TRUE_COLOUR):
         return [None] * len(boxes)
     folder = str(Path(path).parent)
-    if folder in _FAILED:
+    if folder in _FAILED or _spooled_mb(folder) >= options.spool_max_mb:
         return [None] * len(boxes)
     try:
         return _write_crops(path, boxes, origin, before, after, valid, roles, grid_shape, options)
@@ -132,9 +134,17 @@ def write_crops(path: str | Path, boxes: list, origin: tuple[int, int], before: 
         _FAILED.add(folder)  # said once; this process keeps no more crops in it
         log.warning("could not keep the pixels around the patches for their chips (%s); they are read from the "
                     "images again. Free space in the temporary folder (TMPDIR) or set [chips] "
-                    "reuse_window_pixels = false", err)
+                    "spool_max_mb = 0", err)
         Path(path).unlink(missing_ok=True)
         return [None] * len(boxes)
+
+
+def _spooled_mb(folder: str) -> float:
+    """MB of crops in the spool so far (all processes'; a soft limit, checked per window)."""
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(folder)) / 1e6
+    except OSError:
+        return 0.0
 
 
 def _write_crops(path, boxes, origin, before, after, valid, roles, grid_shape, options) -> list[CropRef | None]:

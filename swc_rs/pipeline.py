@@ -466,7 +466,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         if pixel_models:
             model = model_future.result()
         clock.lap("model")
-        spool = CropSpool.create() if config.chips.reuse_window_pixels else None
+        spool = CropSpool.create() if config.chips.spool_max_mb > 0 else None
         geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool)
         if model_future is not None and model is None:
             model = model_future.result()

@@ -54,7 +54,7 @@ def test_invalid_toml(tmp_path):
 
 
 @pytest.mark.parametrize("line, named", [('format = "gif"', "format"), ("jpeg_quality = 100", "jpeg_quality"),
-                                          ("size_px = 4", "size_px")])
+                                          ("size_px = 4", "size_px"), ("spool_max_mb = -1", "spool_max_mb")])
 def test_chip_settings_out_of_range_are_refused(tmp_path, line, named):
     path = tmp_path / "c.toml"
     path.write_text(f"[chips]\n{line}\n")

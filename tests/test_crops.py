@@ -109,9 +109,19 @@ def test_the_spool_folder_goes_with_the_result(monkeypatch, tmp_path):
 
 def test_reuse_can_be_switched_off(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    out = _detect({"chips": {"reuse_window_pixels": False}})
+    out = _detect({"chips": {"spool_max_mb": 0}})
     assert out.crop_spool is None and out.chip_crops == {}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_spool_stops_at_its_limit(result):
+    # the sample's crops take a few MB: with 1 MB allowed only the first windows keep theirs
+    full = sum(p.stat().st_size for p in result.crop_spool.folder.iterdir()) / 1e6
+    assert full > 2
+    small = _detect({"chips": {"spool_max_mb": 1}})
+    kept = sum(p.stat().st_size for p in small.crop_spool.folder.iterdir()) / 1e6
+    assert 0 < len(small.chip_crops) < len(result.chip_crops) and kept < full
+    small.release_crops()
 
 
 def test_write_crops_keeps_only_windows_inside_the_arrays(tmp_path):
@@ -160,5 +170,5 @@ def test_a_spool_that_cannot_be_written_only_costs_the_second_read(tmp_path, cap
         again = write_crops(gone / "b.crops", [(20.0, 20.0, 30.0, 30.0)], (0, 0), data, data, valid,
                             ("blue", "green", "red", "nir"), (60, 60))
     assert first == [None] and again == [None]
-    assert len([r for r in caplog.records if "reuse_window_pixels" in r.getMessage()]) == 1  # said once
+    assert len([r for r in caplog.records if "spool_max_mb" in r.getMessage()]) == 1  # said once
     crops._FAILED.discard(str(gone))
