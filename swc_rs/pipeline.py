@@ -17,7 +17,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,14 +291,15 @@ def _parent_threads(pool: _WindowPool, request: DetectRequest):
 
 
 def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress,
-                  model=None, pool: _WindowPool | None = None,
-                  spool: CropSpool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  model=None, pool: _WindowPool | None = None, spool: CropSpool | None = None,
+                  first: Future | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Polygons of every candidate patch, merged across window seams (pixel
     coordinates), their sums (:data:`STAT_COLUMNS`) and their chip crops (written to
     ``spool``; None for a patch cut by a seam, or without a spool).
 
-    With a worker pool the windows are shared among its processes; the result does not
-    depend on the number of workers.
+    With a worker pool the windows are shared among its processes (this one takes its
+    first window once ``first``, work of its own, is done); the result does not depend
+    on the number of workers.
     """
     config = request.config
     size = config.raster.window_size
@@ -313,8 +314,14 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
         log.info("processing %d windows on %d cores (this process and %d spawned)", len(windows), pool.workers,
                  pool.workers - 1)
         pixel_model = bool(model is not None and model.families())
+
+        def run_here(window):
+            if first is not None:
+                wait([first])  # its outcome is collected by the caller
+            return _window_patches(pair, norm, config, min_pixels, model, window, folder)
+
         finished = _shared_windows(
-            windows, lambda window: _window_patches(pair, norm, config, min_pixels, model, window, folder),
+            windows, run_here,
             _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model, folder), pool)
     results: list = [None] * len(windows)
     for done, (index, result) in enumerate(finished, start=1):
@@ -424,13 +431,9 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             _WindowPool(request, _workers(request.workers), pair, executor) as pool, \
             _parent_threads(pool, request), \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="swc-rs-load") as loader:
-        # The pair is calibrated in a window worker (when there is one) while the inputs'
-        # checksums (for run_info) are taken in threads (hashing releases the GIL) and
-        # the vectors are read. The model loads in a thread too: beside the calibration
-        # when it has pixel models or there is no worker; else only once the calibration
-        # is in, since the windows wait for the calibration, not for a patch typer (which
-        # then loads beside them: competing with the calibration for the cores it
-        # doubled the calibration's time on the 8192² bench scene).
+        # The pair is calibrated in a window worker (when there is one) while this
+        # process reads the vectors and, in threads, takes the inputs' checksums (for
+        # run_info; hashing releases the GIL) and loads the model.
         calibration = _start_calibration(pair, request, pool)
         model_future = None
         pixel_models = None
@@ -438,8 +441,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             from swc_rs.model import load_model, pixel_families_hint
 
             pixel_models = pixel_families_hint(request.model) != []
-            if pixel_models or pool.executor is None:
-                model_future = loader.submit(load_model, request.model)
+            model_future = loader.submit(load_model, request.model)
         sums = {name: loader.submit(_checksums, paths) for name, paths in (
             ("before", [request.before]), ("after", [request.after]), ("zones", [request.zones]),
             ("projects", [request.projects]), ("sensitive", list(request.sensitive)))}
@@ -458,16 +460,18 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = calibration()
         clock.lap("calibrate")
-        if request.model is not None and model_future is None:
-            model_future = loader.submit(load_model, request.model)
-        # The windows wait for the model only if it has pixel models; a patch typer
-        # alone (the shipped model) goes on loading beside them (~1.1 s with its imports).
+        # The windows wait for the model only if it has pixel models. A patch typer alone
+        # (the shipped model; ~1.1 s of imports and loading) goes on loading while the
+        # spawned workers start on the windows; this process joins them once it is
+        # loaded: a window and an import sharing one GIL slowed each other down so much
+        # that overlapping them here saved 0.2 s of the 1.1 (8192² bench scene).
         model = None
         if pixel_models:
             model = model_future.result()
         clock.lap("model")
         spool = CropSpool.create() if config.chips.spool_max_mb > 0 else None
-        geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool)
+        geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool,
+                                               first=model_future if model is None else None)
         if model_future is not None and model is None:
             model = model_future.result()
             if model.families():  # the file's schema misled the hint: the windows again, with the pixel models
