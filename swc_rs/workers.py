@@ -17,6 +17,20 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
+def freeze_at_exit() -> None:
+    """Once per process: at exit, move every live object out of the collector's reach
+    (:func:`gc.freeze`), so the interpreter's final collections do not walk the run's
+    millions of objects (~0.4 s after an 8192² detect; a window worker that made chips
+    took 0.17 s to shut down, 0.04 s with it). Everything else at exit still runs
+    (atexit handlers, flushing); the memory goes back with the process."""
+    import atexit
+    import gc
+
+    if not getattr(freeze_at_exit, "registered", False):
+        atexit.register(gc.freeze)  # registered first, so it runs after the others
+        freeze_at_exit.registered = True
+
+
 def available_cores() -> int:
     """Cores this process may run on."""
     try:
@@ -100,6 +114,7 @@ def start_workers(count: int, module: str = "swc_rs.batch") -> ProcessPoolExecut
 def _warm_up(*modules: str) -> None:
     import importlib
 
+    freeze_at_exit()  # a worker's exit is waited for
     for module in modules:  # what a tile or window needs (not the model's imports)
         importlib.import_module(module)
 

@@ -10,6 +10,7 @@ import warnings
 import click
 
 from swc_rs.errors import SwcError, SwcWarning
+from swc_rs.workers import freeze_at_exit
 
 log = logging.getLogger("swc_rs")
 
@@ -39,25 +40,12 @@ def configure_logging(verbosity: int) -> None:
     warnings.simplefilter("always", SwcWarning)
 
 
-def _freeze_at_exit() -> None:
-    """Once per process: at exit, move every live object out of the collector's reach
-    (:func:`gc.freeze`), so the interpreter's final collections do not walk the run's
-    millions of objects (~0.4 s after an 8192² detect). Everything else at exit still
-    runs (atexit handlers, flushing); the memory goes back with the process."""
-    import atexit
-    import gc
-
-    if not getattr(_freeze_at_exit, "registered", False):
-        atexit.register(gc.freeze)  # registered first, so it runs after the others
-        _freeze_at_exit.registered = True
-
-
 def handle_errors(func):
     """Turn swc-rs errors into one readable line on stderr and their exit code."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        _freeze_at_exit()
+        freeze_at_exit()
         try:
             return func(*args, **kwargs)
         except SwcError as err:
