@@ -543,6 +543,7 @@ def run_tile(task: TileTask) -> TileOutcome:
             result.run_info["tile_id"] = tile.tile_id
             result.run_info["tile_footprint"] = footprint.wkt
             write_result(result, task.output, overwrite=True, threads=1)  # one core per tile worker
+            result.release_crops()  # the chips are written: the next tile's spool takes its place
         shape = result.run_info.get("grid_shape") or [0, 0]
         return TileOutcome(tile.tile_id, "done", round(time.perf_counter() - start, 3), patches=len(result.patches),
                            pixels=int(shape[0]) * int(shape[1]), warnings=_warning_texts(caught))

@@ -224,15 +224,17 @@ def features_from_stats(stats: np.ndarray, metric: dict) -> pd.DataFrame:
     return frame
 
 
-def _start_calibration(pair: RasterPair, request: DetectRequest, pool: _WindowPool) -> Callable:
+def _start_calibration(pair: RasterPair, request: DetectRequest, pool: _WindowPool,
+                       submitted: Future | None = None) -> Callable:
     """A callable returning :func:`_calibrate`'s result, computed in a spawned window
     worker when there is one: there it runs beside this process's reading of the
     vectors and loading of the model (in one process they shared a GIL, leaving the
-    other core idle). The shift it applied is applied to ``pair`` too. If the worker
-    fails (or there is none), this process calibrates, and reports any problem."""
+    other core idle). ``submitted``: that job, already given to the pool's executor by
+    the caller. The shift it applied is applied to ``pair`` too. If the worker fails (or
+    there is none), this process calibrates, and reports any problem."""
     if pool.executor is None:
         return lambda: _calibrate(pair, request.config)
-    future = pool.executor.submit(_worker_calibrate, request)
+    future = submitted if submitted is not None else pool.executor.submit(_worker_calibrate, request)
 
     def result():
         try:
@@ -395,7 +397,8 @@ def _period(config: DetectConfig, t2: dt.date | None) -> str:
     return today
 
 
-def detect(request: DetectRequest, progress: Progress | None = None, executor=None) -> DetectResult:
+def detect(request: DetectRequest, progress: Progress | None = None, executor=None,
+           calibration: Future | None = None) -> DetectResult:
     """Run the whole detection on two dates of imagery.
 
     Parameters
@@ -408,6 +411,9 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         Window worker processes started earlier (see :class:`_WindowPool`), else they
         are started here when the image has several windows and ``request.workers``
         allows more than one core.
+    calibration
+        ``executor.submit(swc_rs.windows._worker_calibrate, request)``, when the caller
+        started it early (the CLI does, before importing this module).
 
     Returns
     -------
@@ -434,7 +440,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         # The pair is calibrated in a window worker (when there is one) while this
         # process reads the vectors and, in threads, takes the inputs' checksums (for
         # run_info; hashing releases the GIL) and loads the model.
-        calibration = _start_calibration(pair, request, pool)
+        calibration = _start_calibration(pair, request, pool, submitted=calibration if executor is not None else None)
         model_future = None
         pixel_models = None
         if request.model is not None:

@@ -63,6 +63,26 @@ def make_scene(folder: Path, *, size: int = 160, squares=((40, 40, 30),), gain: 
     return Scene(b, a, folder / "zones.gpkg", folder / "projects.gpkg", folder)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_in_basetemp(tmp_path_factory):
+    """Temporary files (detect's chip-crop spools) under pytest's basetemp, also for the
+    commands tests run: a result still held by a module fixture when an xdist worker
+    exits, or a run a test kills, leaves its spool there, not in /tmp (pytest keeps the
+    last three basetemps)."""
+    import os
+    import tempfile
+
+    folder = str(tmp_path_factory.mktemp("tmp"))
+    saved, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = folder
+    yield
+    tempfile.tempdir = saved
+    if saved_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved_env
+
+
 @pytest.fixture
 def scene(tmp_path) -> Scene:
     return make_scene(tmp_path)

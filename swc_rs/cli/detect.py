@@ -64,8 +64,16 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
     refused = output.exists() and not overwrite  # said below, before any work
     executor = None if refused else _early_workers(before, config.raster.window_size, workers)
     try:
-        _detect(before, after, zones, projects, output, sensitive, sensor, bands, config, model, rules, previous,
-                history, workers, overwrite, fail_on_violations, quiet, executor)
+        request = _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous,
+                           history, workers)
+        calibration = None
+        if executor is not None and output.suffix.lower() == ".gpkg":
+            # The calibration starts in the worker as soon as it has its imports, while
+            # this process imports the rest.
+            from swc_rs.windows import _worker_calibrate
+
+            calibration = executor.submit(_worker_calibrate, request)
+        _detect(request, output, overwrite, fail_on_violations, quiet, executor, calibration)
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -96,30 +104,35 @@ def _early_workers(before: Path, window_size: int, workers: int):
     return start_workers(min(cores, windows) - 1, module="swc_rs.windows")
 
 
-def _detect(before, after, zones, projects, output, sensitive, sensor, bands, config, model, rules, previous, history,
-            workers, overwrite, fail_on_violations, quiet, executor) -> None:
+def _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous, history,
+             workers):
+    from swc_rs.sensors import parse_band_map
+    from swc_rs.windows import DetectRequest
+
+    return DetectRequest(
+        before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
+        sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config,
+        model=None if rules else (model or _default_model()), workers=workers, previous=previous, history=history,
+    )
+
+
+def _detect(request, output, overwrite, fail_on_violations, quiet, executor, calibration) -> None:
     import sys
 
     from swc_rs.export.gpkg import check_output, write_result
-    from swc_rs.pipeline import DetectRequest
     from swc_rs.pipeline import detect as run_detect
-    from swc_rs.sensors import parse_band_map
 
+    history = request.history
     check_output(output, overwrite)
     if history is not None and history.resolve() == output.resolve():
         from swc_rs.errors import InputError
 
         raise InputError("the output and the history store are the same file", path=output,
                          fix="write the output to its own file; the store is only given with --history")
-    model_path = None if rules else (model or _default_model())
-    request = DetectRequest(
-        before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
-        sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config, model=model_path,
-        workers=workers, previous=previous, history=history,
-    )
     with progress_bar(enabled=quiet == 0) as progress:
-        result = run_detect(request, progress=progress, executor=executor)
+        result = run_detect(request, progress=progress, executor=executor, calibration=calibration)
     write_result(result, output, overwrite=overwrite, executor=executor)  # the window workers make chips too
+    result.release_crops()  # the chips are written
     if history is not None:
         from swc_rs.verification import register_run
 
