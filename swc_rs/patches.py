@@ -12,8 +12,6 @@ import shapely
 from affine import Affine
 from rasterio import features
 from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 #: 8-connectivity, as rasterio's polygoniser uses.
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -75,6 +73,11 @@ def merge_seams(polygons: list[shapely.Geometry], window_size: int, *, return_ow
     idx = np.flatnonzero(on_seam)
     if len(idx) < 2:
         return (geoms, np.arange(len(geoms))) if return_owner else geoms
+    # Imported here: the window workers import this module for polygonising, not this
+    # (scipy.sparse.csgraph: 0.06 s of their start-up, which the calibration waits for).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     seam_geoms = geoms[idx]
     tree = shapely.STRtree(seam_geoms)
     left, right = tree.query(seam_geoms, predicate="intersects")
