@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import tomllib
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -106,9 +107,22 @@ def start_workers(count: int, module: str = "swc_rs.batch") -> ProcessPoolExecut
     if count < 1:
         return None
     pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+    _SIZES[pool] = count
     for _ in range(count):  # one task per process: the executor spawns a process per waiting task
         pool.submit(_warm_up, module)
     return pool
+
+
+#: Processes of each pool :func:`start_workers` made.
+_SIZES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def pool_size(executor) -> int:
+    """Worker processes of ``executor``: the count :func:`start_workers` started it with
+    (1 for a pool it did not make), 0 for None."""
+    if executor is None:
+        return 0
+    return _SIZES.get(executor, 1)
 
 
 def _warm_up(*modules: str) -> None:
@@ -123,7 +137,7 @@ def warm_up(executor: ProcessPoolExecutor, *modules: str) -> None:
     """Have each of ``executor``'s (idle) processes import ``modules`` now, not when its
     next task arrives. Nothing is waited for; a pool that is shut down is left alone."""
     try:
-        for _ in range(getattr(executor, "_max_workers", 1)):  # one each while they are idle
+        for _ in range(pool_size(executor)):  # one each while they are idle
             executor.submit(_warm_up, *modules)
     except RuntimeError:  # shut down or broken
         pass

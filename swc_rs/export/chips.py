@@ -235,9 +235,9 @@ def make_chips_threaded(violations, before, after, *, threads: int | None = None
     per worker process beside them. Chips come back in the order of ``violations``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from swc_rs.workers import available_cores
+    from swc_rs.workers import available_cores, pool_size
 
-    spawned = getattr(executor, "_max_workers", 0) if executor is not None else 0
+    spawned = pool_size(executor)
     if threads is None:
         threads = max(1, available_cores() - spawned)
     parts = max(1, min(threads + spawned, len(violations) // 20))  # a slice is worth it from ~20 patches
