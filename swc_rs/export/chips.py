@@ -301,10 +301,14 @@ def result_chips(result, options: ChipOptions | None = None, threads: int | None
     """
     info = result.run_info
     options = run_options(info) if options is None else options
+    crops = getattr(result, "chip_crops", None) or {}
+    violations = result.violations
+    if len(violations):
+        log.info("making the evidence chips of %d suspected patches (%d cut from the pixels the windows kept)",
+                 len(violations), sum(str(q) in crops for q in violations["QDNM"]))
     try:
-        return make_chips_threaded(result.violations, info["before"], info["after"], **run_image_args(info),
-                                   options=options, threads=threads, executor=executor,
-                                   crops=getattr(result, "chip_crops", None))
+        return make_chips_threaded(violations, info["before"], info["after"], **run_image_args(info),
+                                   options=options, threads=threads, executor=executor, crops=crops)
     except (SwcError, OSError, KeyError) as err:
         log.warning("no evidence chips: %s", err)
         return []
