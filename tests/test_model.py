@@ -169,6 +169,10 @@ def test_pixel_families_hint_reads_the_file_without_loading_it(tmp_path):
     assert pixel_families_hint(with_pixels) == load_model(with_pixels).families() == ["vnir"]
     assert pixel_families_hint(without) == load_model(without).families() == []
     assert pixel_families_hint(garbage) is None and pixel_families_hint(tmp_path / "missing.skops") is None
+    # kept by path, size and time: asked again it answers at once, and a replaced file is read again
+    assert pixel_families_hint(with_pixels) == ["vnir"]
+    with_pixels.write_bytes(without.read_bytes())
+    assert pixel_families_hint(with_pixels) == []
 
 
 @pytest.mark.slow
