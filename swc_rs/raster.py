@@ -483,15 +483,22 @@ class RasterPair:
         valid : ndarray, bool, shape (h, w)
             True where both dates have data.
         """
+        before, bvalid = self.read_before(window, roles)
+        after, avalid = self.read_after(window, roles)
+        return before, after, bvalid & avalid
+
+    def read_before(self, window: Window, roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """BEFORE's reflectance in ``window`` of the grid and where it has data (see :meth:`read`)."""
         row0, col0 = self._before_offset
         bwin = Window(window.col_off + col0, window.row_off + row0, window.width, window.height)
-        before, bvalid = self._read_one(self._before, self.before_bands, bwin, roles=roles)
+        return self._read_one(self._before, self.before_bands, bwin, roles=roles)
+
+    def read_after(self, window: Window, roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """AFTER's reflectance on the grid in ``window`` (shifted by :attr:`shift`, not yet
+        radiometrically normalised) and where it has data (see :meth:`read`)."""
         if self._native is not None:
-            after, avalid = self._read_native(window, roles)
-        else:
-            after, avalid = self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None,
-                                           roles=roles)
-        return before, after, bvalid & avalid
+            return self._read_native(window, roles)
+        return self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None, roles=roles)
 
     def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False, roles: Sequence[str] | None = None):
         roles = roles or self.roles

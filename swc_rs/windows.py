@@ -78,9 +78,10 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     band = "nir" if "nir" in pair.roles else "red"
     k = pair.roles.index(band)
     shift, used = (0.0, 0.0), 0
+    befores = [pair.read_before(w) for w in windows]  # BEFORE is read once, whatever AFTER's shift
     reads: list = []
     if reg.enabled:
-        reads = [pair.read(w) for w in windows]
+        reads = [(b, *_valid_after(pair, w, bv)) for (b, bv), w in zip(befores, windows, strict=True)]
         rows, cols, used = estimate_shift(
             [b[k] for b, _, _ in reads], [a[k] for _, a, _ in reads], [v for _, _, v in reads],
             max_shift=reg.max_shift_px,
@@ -91,8 +92,8 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
             pair.set_shift(rows, cols)
         else:
             log.info("misregistration %.2f px is below %.2f px; not corrected", math.hypot(rows, cols), reg.min_shift_px)
-    if not reads or pair.shift != (0.0, 0.0):  # (re)read on the corrected grid, once for both fits below
-        reads = [pair.read(w) for w in windows]
+    if not reads or pair.shift != (0.0, 0.0):  # AFTER (re)read on the corrected grid, once for both fits below
+        reads = [(b, *_valid_after(pair, w, bv)) for (b, bv), w in zip(befores, windows, strict=True)]
     bs, as_ = [], []
     per_window = max(1000, config.change.normalisation_sample // max(len(windows), 1))
     rng = np.random.default_rng(0)
@@ -130,6 +131,12 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
         log.info("%s radiometry (%s): scene magnitude threshold %.3f", "relative" if relative else "reflectance",
                  "/".join(pair.dtypes), norm.magnitude_threshold)
     return norm, shift, used
+
+
+def _valid_after(pair: RasterPair, window: Window, bvalid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AFTER in ``window`` and where both dates have data (BEFORE's mask ``bvalid``)."""
+    after, avalid = pair.read_after(window)
+    return after, bvalid & avalid
 
 
 #: Per-patch sums gathered in the window pass; the object features are their ratios
