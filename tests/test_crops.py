@@ -172,3 +172,14 @@ def test_a_spool_that_cannot_be_written_only_costs_the_second_read(tmp_path, cap
     assert first == [None] and again == [None]
     assert len([r for r in caplog.records if "spool_max_mb" in r.getMessage()]) == 1  # said once
     crops._FAILED.discard(str(gone))
+
+
+def test_no_temporary_folder_means_chips_read_from_the_images(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # e.g. TMPDIR names a missing folder
+    with caplog.at_level("WARNING", logger="swc_rs.crops"):
+        out = _detect()
+    assert out.crop_spool is None and out.chip_crops == {}
+    assert any("temporary folder" in r.getMessage() for r in caplog.records)
+    info = out.run_info
+    chips = list(make_chips(out.violations.head(2), info["before"], info["after"], **run_image_args(info)))
+    assert len(chips) == 4  # before and after of each, read from the images
