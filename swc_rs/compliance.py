@@ -159,7 +159,11 @@ def _narrower_than(geom, width_m: float) -> bool:
     """True when every part of ``geom`` vanishes under an inward buffer of width/2."""
     if geom is None or geom.is_empty or width_m <= 0:
         return geom is None or geom.is_empty
-    return shapely.buffer(geom, -width_m / 2.0).is_empty
+    # A sliver only a few nanometres wide (a patch edge along a range edge) makes GEOS
+    # divide by zero while buffering it away; the answer (empty) is right, the
+    # RuntimeWarning on the user's terminal is noise.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return shapely.buffer(geom, -width_m / 2.0).is_empty
 
 
 def _sensitive_hits(geoms: np.ndarray, sensitive: gpd.GeoDataFrame | None) -> np.ndarray:
