@@ -337,11 +337,11 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
     merged = np.zeros((len(geoms), len(STAT_COLUMNS)))
     np.add.at(merged, owner, np.concatenate(stats))
     # A patch keeps its piece's crop only when it is that one piece (not cut by a seam).
+    pieces = np.empty(len(crops), dtype=object)
+    pieces[:] = crops
     merged_crops = np.full(len(geoms), None, dtype=object)
-    single = np.bincount(owner, minlength=len(geoms)) == 1
-    for piece, patch in enumerate(owner):
-        if single[patch]:
-            merged_crops[patch] = crops[piece]
+    alone = np.bincount(owner, minlength=len(geoms))[owner] == 1
+    merged_crops[owner[alone]] = pieces[alone]
     return geoms, merged, merged_crops
 
 

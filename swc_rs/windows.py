@@ -81,7 +81,7 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     befores = [pair.read_before(w) for w in windows]  # BEFORE is read once, whatever AFTER's shift
     reads: list = []
     if reg.enabled:
-        reads = [(b, *_valid_after(pair, w, bv)) for (b, bv), w in zip(befores, windows, strict=True)]
+        reads = _with_after(pair, windows, befores)
         rows, cols, used = estimate_shift(
             [b[k] for b, _, _ in reads], [a[k] for _, a, _ in reads], [v for _, _, v in reads],
             max_shift=reg.max_shift_px,
@@ -93,7 +93,7 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
         else:
             log.info("misregistration %.2f px is below %.2f px; not corrected", math.hypot(rows, cols), reg.min_shift_px)
     if not reads or pair.shift != (0.0, 0.0):  # AFTER (re)read on the corrected grid, once for both fits below
-        reads = [(b, *_valid_after(pair, w, bv)) for (b, bv), w in zip(befores, windows, strict=True)]
+        reads = _with_after(pair, windows, befores)
     bs, as_ = [], []
     per_window = max(1000, config.change.normalisation_sample // max(len(windows), 1))
     rng = np.random.default_rng(0)
@@ -133,10 +133,14 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
     return norm, shift, used
 
 
-def _valid_after(pair: RasterPair, window: Window, bvalid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AFTER in ``window`` and where both dates have data (BEFORE's mask ``bvalid``)."""
-    after, avalid = pair.read_after(window)
-    return after, bvalid & avalid
+def _with_after(pair: RasterPair, windows: list, befores: list) -> list:
+    """``(before, after, valid)`` of each window: BEFORE as read (``befores``), AFTER read
+    now on the pair's current grid, valid where both dates have data."""
+    reads = []
+    for window, (before, bvalid) in zip(windows, befores, strict=True):
+        after, avalid = pair.read_after(window)
+        reads.append((before, after, bvalid & avalid))
+    return reads
 
 
 #: Per-patch sums gathered in the window pass; the object features are their ratios

@@ -67,9 +67,9 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
         request = _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous,
                            history, workers)
         calibration = None
-        if executor is not None and output.suffix.lower() == ".gpkg":
+        if executor is not None:
             # The calibration starts in the worker as soon as it has its imports, while
-            # this process imports the rest.
+            # this process imports the rest (and checks the output name).
             from swc_rs.windows import _worker_calibrate
 
             calibration = executor.submit(_worker_calibrate, request)

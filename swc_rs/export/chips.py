@@ -31,7 +31,7 @@ import shapely
 from PIL import Image, ImageDraw
 
 from swc_rs.config import ChipsConfig
-from swc_rs.crops import TRUE_COLOUR, CropRef, chip_window, read_crop
+from swc_rs.crops import DEFAULT_OPTIONS, TRUE_COLOUR, CropRef, chip_window, read_crop
 from swc_rs.errors import InputFileError, OutputExistsError, SwcError
 from swc_rs.raster import run_image_args
 
@@ -45,7 +45,6 @@ OUTLINE_RGB = (255, 0, 255)
 _STRETCH_SAMPLE = 16_384
 #: How chips are cut, drawn and encoded: the ``[chips]`` section of the run configuration.
 ChipOptions = ChipsConfig
-DEFAULT_OPTIONS = ChipOptions()
 #: File name extension by MIME type.
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png"}
 
