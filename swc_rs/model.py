@@ -77,6 +77,32 @@ TRUSTED_TYPES = (
     "sklearn.preprocessing._label.LabelEncoder",
 )
 
+
+def _skops_io():
+    """``skops.io``, imported without its default allow-list of every scikit-learn estimator.
+
+    Importing ``skops.io`` runs ``sklearn.utils.all_estimators()``, which imports every
+    scikit-learn module (~0.45 s of each detect's start-up, and again in every batch
+    worker) only to build skops's default list of trusted estimator types. swc-rs never
+    relies on that list: every load passes its own explicit ``trusted`` types, checked
+    against :data:`TRUSTED_TYPES` first. So the list is built empty, which only makes
+    skops stricter. When ``skops.io`` is already imported it is returned as it is.
+    """
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    every_estimator = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = every_estimator
+    return skops.io
+
+
 #: Patch classes: QTYPE, or 非生产建设项目 split by its likely X_REASON.
 NOT_PROJECT_PREFIX = codes.NOT_PROJECT + "|"
 
@@ -183,7 +209,7 @@ def load_bundle(path: str | Path, data: bytes | None = None) -> tuple[dict, dict
         Missing or unreadable file, a type outside :data:`TRUSTED_TYPES`, a payload whose
         SHA-256 does not match the recorded one, or an unknown format.
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     if not path.is_file():
