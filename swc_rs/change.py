@@ -160,8 +160,9 @@ class Evidence:
     bright_after: np.ndarray
     water_before: np.ndarray
     water_after: np.ndarray
-    bare_before: np.ndarray
-    bare_after: np.ndarray
+    #: None when :func:`pixel_evidence` was asked for no bare-soil index (``bare=False``).
+    bare_before: np.ndarray | None
+    bare_after: np.ndarray | None
     veg_drop: np.ndarray
     bright_rise: np.ndarray
     magnitude: np.ndarray
@@ -195,6 +196,8 @@ def pixel_evidence(
     after_normalised: np.ndarray | None = None,
     band_scale: np.ndarray | None = None,
     whitening: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    bare: bool = True,
 ) -> Evidence:
     """Indices of both dates from whatever bands the sensor has.
 
@@ -217,10 +220,14 @@ def pixel_evidence(
         ``(centre, matrix)`` from :func:`fit_whitening`: the difference (in
         ``band_scale`` units) minus ``centre`` times ``matrix`` before the magnitude is
         taken, so that it counts the scene's no-change spreads (relative radiometry).
+    bare
+        Whether to compute the bare-soil indices (``bare_before``/``bare_after`` are
+        None otherwise): no change rule reads them, only the pixel model's features and
+        the patch statistics, which take them at the patches' pixels alone.
     """
     norm = after if after_normalised is None else after_normalised
-    vb, bb, wb, sb = _state(before, roles)
-    va, ba, wa, sa = _state(after, roles)
+    vb, bb, wb, sb = _state(before, roles, bare=bare)
+    va, ba, wa, sa = _state(after, roles, bare=bare)
     if after_normalised is not None:
         # Water on AFTER is judged on its normalised bands: NDWI is not gain-free, and a
         # sensor whose green is brighter and NIR darker than BEFORE's (another satellite,

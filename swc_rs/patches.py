@@ -32,12 +32,22 @@ def polygonize_labels(labels: np.ndarray, row_off: int, col_off: int) -> list[sh
     ``k + 1``, so per-label statistics line up with the polygons."""
     count = int(labels.max()) if labels.size else 0
     polygons: list = [None] * count
-    transform = Affine.translation(col_off, row_off)
-    for geom, value in features.shapes(labels.astype(np.int32, copy=False), mask=labels > 0, connectivity=8,
-                                       transform=transform):
-        k = int(value) - 1
-        piece = shapely.geometry.shape(geom)
-        polygons[k] = piece if polygons[k] is None else shapely.union(polygons[k], piece)
+    if count == 0:
+        return polygons
+    labels = labels.astype(np.int32, copy=False)
+    # GDAL's polygonize scans every pixel it is given. A component never crosses a row
+    # without labels, so each band of labelled rows is traced on its own, cut to its
+    # columns: a third less work on a typical window, whose patches leave rows empty.
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], labels.any(axis=1).view(np.int8), [0]))))
+    for top, bottom in zip(edges[::2], edges[1::2], strict=True):
+        band = labels[top:bottom]
+        cols = np.flatnonzero(band.any(axis=0))
+        band = band[:, cols[0]:cols[-1] + 1]
+        transform = Affine.translation(col_off + int(cols[0]), row_off + int(top))
+        for geom, value in features.shapes(band, mask=band > 0, connectivity=8, transform=transform):
+            k = int(value) - 1
+            piece = shapely.geometry.shape(geom)
+            polygons[k] = piece if polygons[k] is None else shapely.union(polygons[k], piece)
     return polygons
 
 

@@ -187,7 +187,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     outer, core = expand_window(window, halo, pair.grid)
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
-    ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale, norm.whitening)
+    # The bare-soil index only for a pixel model; the patch statistics take it at the patches' pixels.
+    ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale, norm.whitening, bare=model is not None)
     mask = seeds = None
     if norm.relative:  # not reflectance: the scene-adaptive rule alone
         clear = relative_clear(before, after_norm, valid, pair.roles, ev, norm, config.change,
@@ -262,6 +263,9 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     everywhere = np.ones(len(sel_in), dtype=bool)
     candidate = candidate_mask(ev_in, everywhere, ~everywhere, config.change)
     red, blue = at(after[pair.roles.index("red")]), at(after[pair.roles.index("blue")])
+    if ev_in.bare_after is None:
+        nir, swir1 = (at(after[pair.roles.index(r)]) if r in pair.roles else None for r in ("nir", "swir1"))
+        ev_in = dataclasses.replace(ev_in, bare_after=indices.bare_soil_index(blue, red, nir, swir1))
     stats = np.column_stack([
         np.bincount(lab_in, minlength=count + 1)[1:].astype(np.float64),
         total(ev_in.veg_before),

@@ -75,3 +75,26 @@ def test_every_piece_is_owned_by_the_patch_it_became_part_of(seed, size):
     # areas add up per patch: the pieces' sums (e.g. the window pass's statistics) merge exactly
     summed = np.bincount(owner, weights=[p.area for p in pieces], minlength=len(geoms))
     assert summed == pytest.approx([g.area for g in geoms])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0.01, 0.05, 0.2]), st.integers(0, 40), st.integers(0, 40))
+def test_each_label_polygon_covers_exactly_its_pixels(seed, density, row_off, col_off):
+    """Labels traced band by band (rows without labels split the work) come back whole:
+    polygon k, burnt back into the grid, is exactly label k's pixels, in grid coordinates."""
+    from rasterio.features import rasterize
+    from scipy import ndimage
+
+    from swc_rs.patches import EIGHT, polygonize_labels
+
+    mask = _random_mask(seed, side=40, density=density, rectangles=2)
+    mask[np.random.default_rng(seed).integers(0, 40, 6)] = False  # empty rows between bands
+    labels, count = ndimage.label(mask, structure=EIGHT)
+    polygons = polygonize_labels(labels, row_off, col_off)
+    assert len(polygons) == count
+    shape = (40 + row_off, 40 + col_off)
+    for k, polygon in enumerate(polygons, start=1):
+        burnt = rasterize([(polygon, 1)], out_shape=shape, dtype=np.uint8, all_touched=False)
+        expected = np.zeros(shape, dtype=np.uint8)
+        expected[row_off:, col_off:] = labels == k
+        assert np.array_equal(burnt, expected), k
