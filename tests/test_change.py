@@ -123,3 +123,27 @@ def test_a_clearing_seen_by_another_sensor_is_not_taken_for_water():
     water = (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
     mask = candidate_mask(ev, valid, water, cfg)
     assert mask[5:15, 5:15].all()
+
+
+@pytest.mark.parametrize("roles", [("blue", "green", "red", "nir"), ("blue", "green", "red"),
+                                   ("blue", "green", "red", "nir", "swir1", "swir2")])
+def test_evidence_in_row_blocks_equals_one_pass_over_the_window(roles):
+    """A window is worked through in blocks of rows (cache-sized); every index, across
+    the block edges, is the number one pass over the whole window gives."""
+    import dataclasses
+
+    from swc_rs import change
+
+    rng = np.random.default_rng(11)
+    rows = 3 * change.EVIDENCE_BLOCK_ROWS + 17
+    before = rng.uniform(0.01, 0.5, (len(roles), rows, 90)).astype(np.float32)
+    after = rng.uniform(0.01, 0.5, (len(roles), rows, 90)).astype(np.float32)
+    normalised = after * np.float32(0.9) + np.float32(0.01)
+    scale = np.maximum(before.std(axis=(1, 2)), 1e-3)
+    whole = change._evidence_block(before, after, roles, normalised, scale, None, True)
+    blocked = change.pixel_evidence(before, after, roles, normalised, scale)
+    for f in dataclasses.fields(whole):
+        np.testing.assert_array_equal(getattr(blocked, f.name), getattr(whole, f.name), err_msg=f.name)
+    # without a scene scale, the window's own spread: taken over the whole window, not per block
+    assert np.array_equal(change.pixel_evidence(before, after, roles).magnitude,
+                          change._evidence_block(before, after, roles, None, scale, None, True).magnitude)

@@ -126,6 +126,22 @@ def test_native_read_matches_warped_read(tmp_path, shift):
     assert fast_valid[4:-4, 4:-4].all() and slow_valid[4:-4, 4:-4].all()
 
 
+@pytest.mark.parametrize("fr, fc", [(0.37, 0.81), (0.0, 0.5), (0.5, 0.0), (0.99, 0.01)])
+def test_bilinear_shift_in_row_blocks_is_the_bilinear_formula(fr, fc):
+    """Blocks of rows (cache-sized) give every output row, across block edges, the same
+    value as the textbook formula over the whole array."""
+    from swc_rs.raster import SHIFT_BLOCK_ROWS, bilinear_shift
+
+    rng = np.random.default_rng(7)
+    h, w = 2 * SHIFT_BLOCK_ROWS + 45, 200
+    data = rng.random((3, h + 1, w + 1), dtype=np.float32)
+    expected = ((1 - fr) * (1 - fc) * data[:, :h, :w] + (1 - fr) * fc * data[:, :h, 1:]
+                + fr * (1 - fc) * data[:, 1:, :w] + fr * fc * data[:, 1:, 1:])
+    out = bilinear_shift(data, fr, fc, h, w)
+    assert out.shape == (3, h, w) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
 def _with_scaling(path, scale, offset):
     import rasterio
 
