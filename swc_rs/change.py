@@ -380,6 +380,35 @@ def candidate_mask(
     return valid & ~excluded & ~water & rule
 
 
+def hysteresis_masks(
+    ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: ChangeConfig, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, seeds)`` of the reflectance hysteresis (``hysteresis`` = f, 0 < f < 1).
+
+    ``low`` is :func:`candidate_mask` with the scene-adaptive rule at ``f × threshold``;
+    ``seeds`` is :func:`candidate_mask` at ``threshold`` after the opening
+    (``opening_px``), i.e. the pixels the rule alone would keep. The detector keeps the
+    patches of the cleaned ``low`` that hold a seed, judged once the window seams are
+    merged, so a building or site the scene threshold found in part is completed
+    through its weaker pixels, while weak change without a confident core stays out.
+    The smoothed magnitude is computed once for both.
+    """
+    bare_after = (ev.veg_after <= cfg.bare_ndvi_max) & (ev.bright_after >= cfg.bare_brightness_min)
+    changed = (ev.veg_drop >= cfg.ndvi_drop) | (ev.bright_rise >= cfg.brightness_rise)
+    if cfg.magnitude_min > 0:
+        changed |= ev.magnitude >= cfg.magnitude_min
+    water = (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
+    ground = valid & ~excluded & ~water
+    rule = ground & bare_after & changed
+    adaptive = ground & (ev.veg_after <= cfg.bare_ndvi_max) & ~(ev.veg_drop < -cfg.greening_max)
+    smoothed = smoothed_magnitude(ev, cfg)
+    high = rule | (adaptive & (smoothed >= threshold))
+    low = rule | (adaptive & (smoothed >= cfg.hysteresis * threshold))
+    if cfg.opening_px > 0:
+        high = dilate(erode(high, cfg.opening_px), cfg.opening_px) & high
+    return low, high
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_fill_holes`` (4-connected background), by one labelling:
     background components that do not touch the border are holes. Several times faster
