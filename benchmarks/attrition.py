@@ -5,7 +5,8 @@ stages on the whole pair as one window and reports the share of labelled change 
 (label 1, exact pixels, no tolerance) lost at each stage:
 
 * mask      cloud/shadow (and, for reflectance, water) exclusion
-* evidence  not flagged by the change rule (magnitude below the scene threshold, greening ...)
+* evidence  not flagged by the change rule (magnitude below the scene threshold, greening ...; with
+            ``[change] hysteresis``, the regions grown from its seeds)
 * opening   removed by the morphological opening
 * min_area  removed with components below the eval's 3×3-pixel floor (closing/filling may add)
 * qtype     in a patch typed 非生产建设项目 by detect (run as a subprocess, as eval_real does)
@@ -38,6 +39,7 @@ from swc_rs.baselines import cva_change  # noqa: E402
 from swc_rs.config import load_config  # noqa: E402
 from swc_rs.pipeline import _calibrate  # noqa: E402
 from swc_rs.raster import RasterPair  # noqa: E402
+from swc_rs.windows import _seeded  # noqa: E402
 
 
 def product_masks(pair: eval_real.Pair, change: dict[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +89,9 @@ def stages(pair: eval_real.Pair, change: dict[str, str] | None) -> dict[str, np.
         excluded = ch.cloud_shadow_mask(before, after_norm, roles, ev, cfg, min_pixels=cloud_px)
         excluded |= (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
         cand = ch.candidate_mask(ev, valid, excluded, cfg, norm.magnitude_threshold)
+        if _seeded(norm, config):  # [change] hysteresis: the rule's regions at the low threshold holding a seed
+            low, seeds = ch.hysteresis_masks(ev, valid, excluded, cfg, norm.magnitude_threshold)
+            cand = ch.hysteresis(low, seeds)
         opening = cfg.opening_px
     opened = ch.clean_mask(cand, opening_px=opening, closing_px=0, min_pixels=1) & cand
     cleaned = ch.clean_mask(cand, opening_px=opening, closing_px=cfg.closing_px, min_pixels=9)

@@ -405,15 +405,43 @@ def candidate_mask(
     its after-state is not vegetated (vegetation index ≤ ``bare_ndvi_max``) — whatever
     its brightness: new roofs and pavement are not bright bare soil.
     """
+    return _candidate_masks(ev, valid, excluded, cfg, (threshold,))[0]
+
+
+def _candidate_masks(ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: ChangeConfig,
+                     thresholds: tuple[float | None, ...]) -> list[np.ndarray]:
+    """:func:`candidate_mask` at each scene threshold, the rest of the rule (and the
+    smoothed magnitude) taken once."""
     bare_after = (ev.veg_after <= cfg.bare_ndvi_max) & (ev.bright_after >= cfg.bare_brightness_min)
     changed = (ev.veg_drop >= cfg.ndvi_drop) | (ev.bright_rise >= cfg.brightness_rise)
     if cfg.magnitude_min > 0:
         changed |= ev.magnitude >= cfg.magnitude_min
-    rule = bare_after & changed
-    if threshold is not None and cfg.adaptive_magnitude:
-        rule |= (ev.veg_after <= cfg.bare_ndvi_max) & _adaptive(ev, threshold, cfg)
     water = (ev.water_before > cfg.water_ndwi) | (ev.water_after > cfg.water_ndwi)
-    return valid & ~excluded & ~water & rule
+    ground = valid & ~excluded & ~water
+    rule = ground & bare_after & changed
+    if not cfg.adaptive_magnitude or all(t is None for t in thresholds):
+        return [rule] * len(thresholds)
+    adaptive = ground & (ev.veg_after <= cfg.bare_ndvi_max) & ~(ev.veg_drop < -cfg.greening_max)
+    smoothed = smoothed_magnitude(ev, cfg)
+    return [rule if t is None else rule | (adaptive & (smoothed >= t)) for t in thresholds]
+
+
+def hysteresis_masks(
+    ev: Evidence, valid: np.ndarray, excluded: np.ndarray, cfg: ChangeConfig, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, seeds)`` of the reflectance hysteresis (``hysteresis`` = f, 0 < f < 1).
+
+    ``low`` is :func:`candidate_mask` with the scene-adaptive rule at ``f × threshold``;
+    ``seeds`` is :func:`candidate_mask` at ``threshold`` after the opening
+    (``opening_px``), i.e. the pixels the rule alone would keep. The detector keeps the
+    patches of the cleaned ``low`` that hold a seed, judged once the window seams are
+    merged, so a building or site the scene threshold found in part is completed
+    through its weaker pixels, while weak change without a confident core stays out.
+    """
+    high, low = _candidate_masks(ev, valid, excluded, cfg, (threshold, cfg.hysteresis * threshold))
+    if cfg.opening_px > 0:
+        high = dilate(erode(high, cfg.opening_px), cfg.opening_px) & high
+    return low, high
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from swc_rs.change import (
     clean_mask,
     cloud_shadow_mask,
     fit_normalisation,
+    hysteresis_masks,
     pixel_evidence,
     relative_candidate_mask,
     relative_clear,
@@ -146,7 +147,8 @@ def _with_after(pair: RasterPair, windows: list, befores: list) -> list:
 #: Per-patch sums gathered in the window pass; the object features are their ratios
 #: (see :func:`swc_rs.pipeline.features_from_stats`). Additive, so the pieces of a patch
 #: cut by a window seam add up to the patch. ``seeds``: under relative radiometry with
-#: seeding, its seed pixels (:func:`swc_rs.change.relative_seeds`); a patch without any is
+#: seeding, its seed pixels (:func:`swc_rs.change.relative_seeds`), on reflectance with
+#: ``hysteresis`` those of :func:`swc_rs.change.hysteresis_masks`; a patch without any is
 #: dropped once the seams are merged, so a patch is judged whole wherever the seams cut it.
 STAT_COLUMNS = (
     "n", "veg_before", "veg_after", "veg_after_sq", "bright_before", "bright_after", "bright_after_sq",
@@ -203,6 +205,9 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
                                      min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
         if model is not None:
             mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
+            seeds = mask  # a pixel model's mask is not grown: every patch of it holds seeds
+        if mask is None and _seeded(norm, config):  # every region above the low threshold; judged on its seeds once merged
+            mask, seeds = hysteresis_masks(ev, valid, excluded, config.change, norm.magnitude_threshold)
     if mask is None:
         mask = candidate_mask(ev, valid, excluded, config.change, norm.magnitude_threshold)
     opening = config.change.relative_opening_px if norm.relative else config.change.opening_px
@@ -290,8 +295,15 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
 
 
 def _seeded(norm: Normalisation, config: DetectConfig) -> bool:
-    """Whether the relative rule's regions must hold a seed (see ``seeds`` in :data:`STAT_COLUMNS`)."""
-    return norm.relative and relative_seeding(config.change) and bool(np.isfinite(norm.magnitude_threshold))
+    """Whether the patches must hold a seed (see ``seeds`` in :data:`STAT_COLUMNS`): the
+    relative rule with seeding, or reflectance with ``hysteresis`` (and the scene-adaptive
+    rule on)."""
+    threshold = norm.magnitude_threshold
+    if threshold is None or not np.isfinite(threshold):
+        return False
+    if norm.relative:
+        return relative_seeding(config.change)
+    return 0 < config.change.hysteresis < 1 and config.change.adaptive_magnitude
 
 
 # Per-process state of the window workers: each opens its own datasets once.

@@ -63,6 +63,36 @@ def make_scene(folder: Path, *, size: int = 160, squares=((40, 40, 30),), gain: 
     return Scene(b, a, folder / "zones.gpkg", folder / "projects.gpkg", folder)
 
 
+def detect_patches(folder: Path, before: Path, after: Path, scene: Scene, *, window: str, change: str) -> gpd.GeoDataFrame:
+    """``disturbance_patches`` of ``swc-rs detect --rules`` on ``before``/``after`` with
+    ``scene``'s zones and projects, windows of ``window`` px and the ``[change]`` lines
+    ``change`` (e.g. ``"hysteresis = 0.7"``)."""
+    from click.testing import CliRunner
+
+    from swc_rs.cli.main import cli
+
+    tag = f"w{window}_" + "".join(ch if ch.isalnum() else "_" for ch in change)
+    config = folder / f"{tag}.toml"
+    config.write_text(f"[change]\n{change}\n", encoding="utf-8")
+    out = folder / f"{tag}.gpkg"
+    args = ["detect", str(before), str(after), "--zones", str(scene.zones), "--projects", str(scene.projects),
+            "-o", str(out), "--rules", "--window-size", window, "--config", str(config)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return gpd.read_file(out, layer="disturbance_patches")
+
+
+def one_region_whole_across_seams(patches, setting: float) -> float:
+    """QAREA (hm²) of the single patch ``patches(window, setting)`` finds with one window
+    and with 128-px windows, asserting it is the 60 × 160-pixel region at 2 m, the same
+    whichever windows cut it."""
+    whole, tiled = patches("1024", setting), patches("128", setting)
+    assert len(whole) == len(tiled) == 1
+    assert whole.QAREA[0] == pytest.approx(60 * 160 * 4 / 10_000, rel=0.05)  # the whole region (2 m pixels)
+    assert tiled.QAREA[0] == pytest.approx(whole.QAREA[0], rel=0.01)
+    return float(whole.QAREA[0])
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _temporary_files_in_basetemp(tmp_path_factory):
     """Temporary files (detect's chip-crop spools) under pytest's basetemp, also for the

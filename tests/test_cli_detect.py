@@ -11,7 +11,15 @@ from rasterio.transform import from_origin
 
 from swc_rs import codes
 from swc_rs.cli.main import cli
-from tests.conftest import X0, Y0, forest, make_scene, write_raster
+from tests.conftest import (
+    X0,
+    Y0,
+    detect_patches,
+    forest,
+    make_scene,
+    one_region_whole_across_seams,
+    write_raster,
+)
 
 
 def run(scene, *extra, output=None):
@@ -256,19 +264,9 @@ def test_an_8bit_region_across_a_seam_is_judged_whole_on_its_far_peak(tmp_path):
     base = make_scene(tmp_path / "vectors", size=256)
 
     def patches(window: str, factor: float):
-        config = tmp_path / f"seed{factor}.toml"
-        config.write_text(f"[change]\nrelative_seed_factor = {factor}\n", encoding="utf-8")
-        out = tmp_path / f"w{window}_k{factor}.gpkg"
-        args = ["detect", str(before_tif), str(after_tif), "--zones", str(base.zones), "--projects",
-                str(base.projects), "-o", str(out), "--rules", "--window-size", window, "--config", str(config)]
-        result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 0, result.output
-        return gpd.read_file(out, layer="disturbance_patches")
+        return detect_patches(tmp_path, before_tif, after_tif, base, window=window, change=f"relative_seed_factor = {factor}")
 
-    whole, tiled = patches("1024", 4.0), patches("128", 4.0)
-    assert len(whole) == len(tiled) == 1
-    assert whole.QAREA[0] == pytest.approx(60 * 160 * 4 / 10_000, rel=0.05)  # the whole region
-    assert tiled.QAREA[0] == pytest.approx(whole.QAREA[0], rel=0.01)
+    one_region_whole_across_seams(patches, 4.0)
     assert len(patches("1024", 10.0)) == len(patches("128", 10.0)) == 0  # no pixel reaches 10×: no patch
 
 
