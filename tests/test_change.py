@@ -92,6 +92,28 @@ def test_fill_holes_matches_scipy(seed, density):
 
 
 @settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.05, 0.6), st.integers(2, 30), st.booleans())
+def test_components_by_size_match_scipy_labelling(seed, density, min_pixels, keep_border):
+    """Specks (clouds, shadows, patches below the minimum area) are dropped exactly as a
+    labelling and a size count over the whole array say; border pieces stay when asked."""
+    from scipy import ndimage
+
+    from swc_rs.change import _drop_small, _sized_components
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random(tuple(rng.integers(2, 50, 2))) < density
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = sizes >= min_pixels
+    if keep_border:
+        keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    keep[0] = False
+    assert (_sized_components(mask, min_pixels, keep_border=keep_border) == keep[labels]).all()
+    if not keep_border:
+        assert (_drop_small(mask, min_pixels) == keep[labels]).all()
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 10), st.floats(0.0, 0.6))
 def test_square_morphology_matches_scipy_filters(seed, radius, density):
     from scipy import ndimage
