@@ -174,20 +174,20 @@ def _band(stack: np.ndarray, roles: tuple[str, ...], role: str):
     return stack[roles.index(role)] if role in roles else None
 
 
-def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True, bare: bool = True):
+def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True, bare: bool = True, water: bool = True):
     """Vegetation, brightness, water and bare-soil indices of one date (the first two only
-    when ``full`` is False; no bare-soil index when ``bare`` is False)."""
+    when ``full`` is False; no bare-soil index when ``bare`` is False, no water index when
+    ``water`` is False)."""
     blue, green, red = (_band(stack, roles, r) for r in ("blue", "green", "red"))
     nir, swir1 = _band(stack, roles, "nir"), _band(stack, roles, "swir1")
     veg = indices.ndvi(nir, red) if nir is not None else indices.visible_vegetation(green, red, blue)
     bright = indices.brightness(blue, green, red)
     if not full:
         return veg, bright, None, None
-    if nir is not None:
-        water = indices.ndwi(green, nir)
-    else:
-        water = indices.normalized_difference(blue, red) - 0.2
-    return veg, bright, water, indices.bare_soil_index(blue, red, nir, swir1) if bare else None
+    wet = None
+    if water:
+        wet = indices.ndwi(green, nir) if nir is not None else indices.normalized_difference(blue, red) - 0.2
+    return veg, bright, wet, indices.bare_soil_index(blue, red, nir, swir1) if bare else None
 
 
 def pixel_evidence(
@@ -258,7 +258,8 @@ def _evidence_block(before, after, roles, after_normalised, band_scale, whitenin
     """:func:`pixel_evidence` of one block of rows (``band_scale`` given)."""
     norm = after if after_normalised is None else after_normalised
     vb, bb, wb, sb = _state(before, roles, bare=bare)
-    va, ba, wa, sa = _state(after, roles, bare=bare)
+    # AFTER's water is taken from its normalised bands below when they are given.
+    va, ba, wa, sa = _state(after, roles, bare=bare, water=after_normalised is None)
     if after_normalised is not None:
         # Water on AFTER is judged on its normalised bands: NDWI is not gain-free, and a
         # sensor whose green is brighter and NIR darker than BEFORE's (another satellite,

@@ -227,7 +227,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
                             before, after, valid, pair.roles, pair.grid.shape, config.chips)
 
     # Sums over the patches' bounding box plus the ring (reflect edges never reach a patch pixel).
-    labels = np.zeros(mask.shape, dtype=np.int32)
+    # 16-bit labels when they fit: the ring's maximum filter moves half the memory.
+    labels = np.zeros(mask.shape, dtype=np.uint16 if count < np.iinfo(np.uint16).max else np.int32)
     labels[core] = core_labels
     rows = np.flatnonzero(labels.any(axis=1))
     cols = np.flatnonzero(labels.any(axis=0))
@@ -237,9 +238,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     labels = labels[box]
     ok = valid[box]
     ring = ndimage.maximum_filter(labels, size=2 * RING_PX + 1)
-    ring = np.where(~mask[box] & ok, ring, 0)
-    labels = np.where(ok, labels, 0)
-    sel_in, sel_ring = np.flatnonzero(labels), np.flatnonzero(ring)
+    sel_in = np.flatnonzero((labels != 0) & ok)
+    sel_ring = np.flatnonzero((ring != 0) & ~mask[box] & ok)
     lab_in, lab_ring = labels.ravel()[sel_in], ring.ravel()[sel_ring]
 
     def total(values, lab=lab_in):
