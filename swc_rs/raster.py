@@ -338,17 +338,19 @@ class RasterPair:
         a = self._after
         top, left = max(0, r0), max(0, c0)
         bottom, right = min(a.height, r0 + h + 1), min(a.width, c0 + w + 1)
-        data, valid = self._read_one(a, self.after_bands, Window(left, top, max(0, right - left), max(0, bottom - top)),
-                                     roles=roles)
+        # Integer DN are scaled to reflectance block by block inside the interpolation
+        # (one pass over the window less); other types as read.
+        raw, valid, scale, offset = self._read_raw(a, self.after_bands, Window(left, top, max(0, right - left),
+                                                                             max(0, bottom - top)), roles=roles)
         pad = ((top - r0, r0 + h + 1 - bottom), (left - c0, c0 + w + 1 - right))
         if any(p for pair in pad for p in pair):
-            if data.shape[1] == 0 or data.shape[2] == 0:
+            if raw.shape[1] == 0 or raw.shape[2] == 0:
                 return np.zeros((len(roles or self.roles), h, w), np.float32), np.zeros((h, w), bool)
-            data = np.pad(data, ((0, 0), *pad), mode="edge")
+            raw = np.pad(raw, ((0, 0), *pad), mode="edge")
             valid = np.pad(valid, pad, mode="constant", constant_values=False)
         if fr == 0 and fc == 0:
-            return data[:, :h, :w], valid[:h, :w]
-        out = bilinear_shift(data, fr, fc, h, w)
+            return _to_reflectance(raw[:, :h, :w], scale, offset), valid[:h, :w]
+        out = bilinear_shift(raw, fr, fc, h, w, scale=scale, offset=offset)
         ok = valid[:h, :w].copy()
         if fc:
             ok &= valid[:h, 1:]
@@ -489,15 +491,21 @@ class RasterPair:
         return self._read_one(self._vrt, self.after_bands, window, alpha=self._after.nodata is None, roles=roles)
 
     def _read_one(self, ds, bands: Band, window: Window, alpha: bool = False, roles: Sequence[str] | None = None):
+        raw, valid, scale, offset = self._read_raw(ds, bands, window, alpha, roles)
+        return _to_reflectance(raw, scale, offset), valid
+
+    def _read_raw(self, ds, bands: Band, window: Window, alpha: bool = False, roles: Sequence[str] | None = None):
+        """``(raw, valid, scale, offset)``: the stored values of ``roles`` in ``window``
+        (integer DN as stored, any other type as float32 reflectance), where they are
+        data, and the per-band ``(bands, 1, 1)`` scale and offset that make them
+        reflectance (:func:`_to_reflectance`; None: none)."""
         roles = roles or self.roles
         indexes = [bands.profile.bands[r] for r in roles]
         raw = ds.read(indexes, window=window)
         if bands.scaling in ("dtype", "profile"):  # one scale, no offset
-            data = np.multiply(raw, np.float32(bands.scale), dtype=np.float32)
+            scale, offset = np.full((len(roles), 1, 1), bands.scale, np.float32), None
         else:
             scale, offset = bands.factors(roles)
-            data = np.multiply(raw, scale, dtype=np.float32)
-            data += offset
         if bands.nodata is not None:
             nodata = bands.nodata
             if isinstance(nodata, float) and math.isnan(nodata):
@@ -511,8 +519,10 @@ class RasterPair:
             if alpha:  # outside AFTER's footprint once warped
                 valid &= ds.read(ds.count, window=window) > 0
         if not np.issubdtype(raw.dtype, np.integer):  # integers scale to finite values
-            valid &= np.isfinite(data).all(axis=0)
-        return data, valid
+            raw = _to_reflectance(raw, scale, offset)
+            valid &= np.isfinite(raw).all(axis=0)
+            scale = offset = None
+        return raw, valid, scale, offset
 
     def close(self) -> None:
         for name in ("_vrt", "_after", "_before"):
@@ -532,17 +542,34 @@ class RasterPair:
 SHIFT_BLOCK_ROWS = 64
 
 
-def bilinear_shift(data: np.ndarray, fr: float, fc: float, h: int, w: int) -> np.ndarray:
+def _to_reflectance(raw: np.ndarray, scale: np.ndarray | None, offset: np.ndarray | None) -> np.ndarray:
+    """float32 ``raw × scale (+ offset)``, per band (``scale``/``offset`` broadcast; None:
+    none, ``raw`` is reflectance already)."""
+    if scale is None:
+        data = np.array(raw, dtype=np.float32)
+    else:
+        data = np.multiply(raw, scale, dtype=np.float32)
+    if offset is not None:
+        data += offset
+    return data
+
+
+def bilinear_shift(data: np.ndarray, fr: float, fc: float, h: int, w: int, *,
+                   scale: np.ndarray | None = None, offset: np.ndarray | None = None) -> np.ndarray:
     """``(bands, h, w)`` float32 bilinear samples of ``data`` (``(bands, ≥ h + 1, ≥ w + 1)``)
     at (r + ``fr``, c + ``fc``), fractions in [0, 1): separable, along columns then rows,
     band by band in blocks of :data:`SHIFT_BLOCK_ROWS` rows (over twice as fast on a
-    1024-px window as whole-array passes, and the same numbers)."""
+    1024-px window as whole-array passes, and the same numbers). ``scale`` and
+    ``offset`` (per band, broadcastable to ``(bands, 1, 1)``): ``data`` is stored
+    values, made ``data × scale + offset`` (float32) block by block first."""
     fr, fc = np.float32(fr), np.float32(fc)
     out = np.empty((data.shape[0], h, w), dtype=np.float32)
-    for band, target in zip(data, out, strict=True):
+    for k, (band, target) in enumerate(zip(data, out, strict=True)):
         for r0 in range(0, h, SHIFT_BLOCK_ROWS):
             r1 = min(h, r0 + SHIFT_BLOCK_ROWS)
             rows = band[r0:r1 + 1]
+            if scale is not None or rows.dtype != np.float32:
+                rows = _to_reflectance(rows, None if scale is None else scale[k], None if offset is None else offset[k])
             if fc:
                 left = rows[:, :w]
                 rows = rows[:, 1:w + 1] - left

@@ -140,6 +140,13 @@ def test_bilinear_shift_in_row_blocks_is_the_bilinear_formula(fr, fc):
     out = bilinear_shift(data, fr, fc, h, w)
     assert out.shape == (3, h, w) and out.dtype == np.float32
     np.testing.assert_allclose(out, expected, atol=1e-6)
+    # stored DN scaled to reflectance block by block: as if scaled first
+    raw = rng.integers(0, 10000, data.shape).astype(np.uint16)
+    scale = np.array([1e-4, 2e-4, 1e-4], np.float32)[:, None, None]
+    offset = np.array([-0.1, 0.0, 0.05], np.float32)[:, None, None]
+    scaled = np.multiply(raw, scale, dtype=np.float32) + offset
+    assert np.array_equal(bilinear_shift(raw, fr, fc, h, w, scale=scale, offset=offset),
+                          bilinear_shift(scaled, fr, fc, h, w))
 
 
 def _with_scaling(path, scale, offset):
