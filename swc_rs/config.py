@@ -193,7 +193,7 @@ class ChangeConfig:
         greening, on valid ground) that holds a seed is kept whole, so a building or site
         whose magnitude dips inside is completed while weak isolated noise stays out.
         Grown within each processing window and its halo (a region crossing a window seam
-        grows from the seeds within that halo only). 0 (or >= 1): off, the threshold alone.
+        grows from the seeds within that halo only). 0: off, the threshold alone; values outside [0, 1) are refused.
     relative_seed_factor : float
         Relative radiometry: minimum contrast per object. A region above the (low)
         threshold is kept only when its smoothed magnitude somewhere reaches this many
@@ -210,7 +210,7 @@ class ChangeConfig:
         (:func:`swc_rs.change.hysteresis_masks`), so a building or site the scene
         threshold found in part is completed through its weaker pixels while weak change
         without a confident core stays out. Needs ``adaptive_magnitude``; no effect with
-        a model's pixel mask. 0 (or >= 1): off. Default 0.7: on the Sentinel-2 training
+        a model's pixel mask. 0: off; values outside [0, 1) are refused. Default 0.7: on the Sentinel-2 training
         cities mean F1 0.377 → 0.385 (recall 0.476 → 0.549, precision 0.342 → 0.316), on
         their VNIR variants 0.385 → 0.391, on generated seeds 81–83 detection unchanged
         and BYD/QTYPE of seed 82 0.750/0.688 → 0.812/0.750; 0.8 gave 0.385 / 0.389 and
@@ -505,6 +505,14 @@ def _check_raster(raster: RasterConfig, *, source: object) -> None:
                           fix="set both, e.g. scale = 0.0001 and offset = -0.1, or remove the offset")
 
 
+def _check_change(change: ChangeConfig, *, source: object) -> None:
+    for name in ("hysteresis", "relative_hysteresis"):
+        value = getattr(change, name)
+        if not (math.isfinite(value) and 0 <= value < 1):
+            raise ConfigError(f"[change] {name} = {value!r} is not a fraction of the scene threshold in [0, 1)",
+                              path=source, fix=f"use e.g. {name} = 0.7, or 0 to switch it off")
+
+
 def _check_chips(chips: ChipsConfig, *, source: object) -> None:
     if chips.format not in ("jpeg", "png"):
         raise ConfigError(f"[chips] format = {chips.format!r} is not a chip format", path=source,
@@ -563,5 +571,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
             section = _build(cls, overrides[name], where=name, source="command line", base=section)
         sections[name] = section
     _check_raster(sections["raster"], source=source)
+    _check_change(sections["change"], source=source)
     _check_chips(sections["chips"], source=source)
     return DetectConfig(**sections, zone_default=zone_default, zones=zones)

@@ -72,3 +72,14 @@ def test_chip_settings_reach_the_chips(tmp_path):
     options = run_options({"parameters": config.to_dict()})
     assert (options.format, options.size_px, options.jpeg_quality) == ("png", 128, 90)
     assert run_options({"parameters": "not json"}) == run_options({}) == type(options)()
+
+
+@pytest.mark.parametrize("line, named", [("hysteresis = 7", "hysteresis"), ("hysteresis = -0.1", "hysteresis"),
+                                          ("relative_hysteresis = 1.0", "relative_hysteresis")])
+def test_hysteresis_outside_a_fraction_is_refused(tmp_path, line, named):
+    """7 meant as 0.7 would switch the hysteresis off without a word: it is refused."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"[change]\n{line}\n")
+    with pytest.raises(ConfigError, match=named) as err:
+        load_config(path)
+    assert err.value.fix
