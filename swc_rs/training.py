@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -628,7 +629,9 @@ def train(sources: Sequence[Source], options: TrainOptions | None = None, progre
     if not any((p.label == 1).any() for p in pairs):
         raise InputError("no training source holds a labelled disturbance", fix="add scenes or pairs with labelled change")
     digest = data_digest(sources)
-    model_id = f"swc-rs-qtype-{dt.date.today():%Y.%m}-{digest[:8]}"
+    # The patches learnt from are cut by the detector: its settings are part of what was learnt.
+    detector = hashlib.sha256(json.dumps(options.config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+    model_id = f"swc-rs-qtype-{dt.date.today():%Y.%m}-{hashlib.sha256((digest + detector).encode()).hexdigest()[:8]}"
     pixel_models, cv_report = {}, {}
     if options.pixel_models:
         pixel_models, cv_report = fit_pixel_models(pairs, options, progress, cross_validate=cross_validate)
@@ -652,6 +655,7 @@ def train(sources: Sequence[Source], options: TrainOptions | None = None, progre
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "swc_rs_version": __version__,
         "training_data_sha256": digest,
+        "detector_config_sha256": detector,
         "sources": [{"name": s.name, "kind": s.kind, "group": s.group, "before": str(s.before), "after": str(s.after),
                      "labels": str(s.truth) if s.truth else ""} for s in sources],
         "label_licences": [LABEL_LICENCES[k] for k in kinds],
@@ -692,7 +696,8 @@ def write_card(card: dict, path: Path) -> Path:
     """The model card (Markdown) next to the model file."""
     lines = [f"# Model card: {card['model_id']}", "",
              f"Created {card['created']} with swc-rs {card['swc_rs_version']}. Payload SHA-256 `{card.get('sha256', '')}`.",
-             f"Training data SHA-256 `{card['training_data_sha256']}`.", "",
+             f"Training data SHA-256 `{card['training_data_sha256']}`; detect's settings that cut its patches, SHA-256 "
+             f"`{card.get('detector_config_sha256', '')}` (the model id is both).", "",
              "## Training data", ""]
     for s in card["sources"]:
         lines.append(f"- `{s['name']}` ({s['kind']}, group {s['group']})")

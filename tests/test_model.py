@@ -84,6 +84,21 @@ def test_round_trip_same_predictions(tmp_path):
     assert q0.shape[0] == len(feats)
 
 
+def test_the_model_id_names_the_detector_settings_as_well_as_the_data(scenes, trained):
+    """Patches cut with other detection settings make another model, so another id; the
+    training data's digest is the same."""
+    import dataclasses
+
+    _, card = load_bundle(trained[0])
+    config = DetectConfig()
+    other = dataclasses.replace(config, change=dataclasses.replace(config.change, hysteresis=0.0))
+    _, other_card = train([scene_source(scenes[11])], dataclasses.replace(FAST, pixel_models=False, config=other),
+                          progress=lambda m: None, cross_validate=False)
+    assert other_card["training_data_sha256"] == card["training_data_sha256"]
+    assert other_card["detector_config_sha256"] != card["detector_config_sha256"]
+    assert other_card["model_id"] != card["model_id"]
+
+
 def test_empty_patch_table(tmp_path):
     model = load_model(save_model(_random_bundle(), {}, tmp_path / "m.skops"))
     qtype, conf, reason = model.predict_patches(pd.DataFrame(columns=list(FEATURES)))
