@@ -357,7 +357,7 @@ def _sized_components(mask: np.ndarray, min_pixels: int, *, keep_border: bool = 
     keep[0] = False
     if keep[1:].all():
         return mask
-    out = np.zeros_like(mask)
+    out = np.zeros(mask.shape, dtype=bool)  # C order, as the flat indices (whatever the mask's layout)
     out.ravel()[at[keep[owner]]] = True
     return out
 

@@ -109,6 +109,8 @@ def test_components_by_size_match_scipy_labelling(seed, density, min_pixels, kee
         keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     keep[0] = False
     assert (_sized_components(mask, min_pixels, keep_border=keep_border) == keep[labels]).all()
+    transposed = np.asfortranarray(mask.T)  # another memory layout: the same components
+    assert (_sized_components(transposed, min_pixels, keep_border=keep_border) == keep[labels].T).all()
     if not keep_border:
         assert (_drop_small(mask, min_pixels) == keep[labels]).all()
 
