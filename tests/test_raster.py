@@ -104,15 +104,19 @@ def test_too_few_bands_for_sensor(tmp_path):
         RasterPair(before, after, sensor="gf")
 
 
+@pytest.mark.parametrize("declared", [False, True])
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.62, -0.75), (-1.3, 1.1)])
-def test_native_read_matches_warped_read(tmp_path, shift):
-    """The fast path (same grid: numpy bilinear shift) equals GDAL's warp (WarpedVRT)."""
+def test_native_read_matches_warped_read(tmp_path, shift, declared):
+    """The fast path (same grid: numpy bilinear shift) equals GDAL's warp (WarpedVRT),
+    also when the file declares its own scale and offset (applied inside the shift)."""
     from scipy import ndimage
 
     rng = np.random.default_rng(3)
     data = (ndimage.gaussian_filter(rng.random((4, 96, 96)), (0, 3, 3)) * 5000).astype(np.float32) + 500
     before = write_raster(tmp_path / "b.tif", data)
     after = write_raster(tmp_path / "a.tif", data)
+    if declared:  # Landsat Collection 2: raw × 0.0000275 − 0.2
+        before, after = (_with_scaling(p, 0.0000275, -0.2) for p in (before, after))
     with RasterPair(before, after) as native:
         assert native._native == (0, 0)
         native.set_shift(*shift)
