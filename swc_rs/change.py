@@ -174,16 +174,13 @@ def _band(stack: np.ndarray, roles: tuple[str, ...], role: str):
     return stack[roles.index(role)] if role in roles else None
 
 
-def _state(stack: np.ndarray, roles: tuple[str, ...], full: bool = True, bare: bool = True, water: bool = True):
-    """Vegetation, brightness, water and bare-soil indices of one date (the first two only
-    when ``full`` is False; no bare-soil index when ``bare`` is False, no water index when
-    ``water`` is False)."""
+def _state(stack: np.ndarray, roles: tuple[str, ...], bare: bool = True, water: bool = True):
+    """Vegetation, brightness, water and bare-soil indices of one date (None for the water
+    index when ``water`` is False, for the bare-soil index when ``bare`` is False)."""
     blue, green, red = (_band(stack, roles, r) for r in ("blue", "green", "red"))
     nir, swir1 = _band(stack, roles, "nir"), _band(stack, roles, "swir1")
     veg = indices.ndvi(nir, red) if nir is not None else indices.visible_vegetation(green, red, blue)
     bright = indices.brightness(blue, green, red)
-    if not full:
-        return veg, bright, None, None
     wet = None
     if water:
         wet = indices.ndwi(green, nir) if nir is not None else indices.normalized_difference(blue, red) - 0.2

@@ -230,8 +230,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     # 16-bit labels when they fit: the ring's maximum filter moves half the memory.
     labels = np.zeros(mask.shape, dtype=np.uint16 if count < np.iinfo(np.uint16).max else np.int32)
     labels[core] = core_labels
-    rows = np.flatnonzero(labels.any(axis=1))
-    cols = np.flatnonzero(labels.any(axis=0))
+    rows = np.flatnonzero(core_mask.any(axis=1)) + core[0].start
+    cols = np.flatnonzero(core_mask.any(axis=0)) + core[1].start
     r0, r1 = max(0, rows[0] - RING_PX - 1), min(mask.shape[0], rows[-1] + RING_PX + 2)
     c0, c1 = max(0, cols[0] - RING_PX - 1), min(mask.shape[1], cols[-1] + RING_PX + 2)
     box = (slice(r0, r1), slice(c0, c1))
