@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test lint bench bench-batch eval-real eval-generated model model-pixel check-rules clean
+.PHONY: venv demo test lint bench bench-batch eval-real eval-dev eval-generated model model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +47,12 @@ eval-generated: $(STAMP)
 ## make eval-real: detect vs classic baselines on ../shared/eval/real (test labels, never tuned on)
 eval-real: $(STAMP)
 	$(BIN)/python benchmarks/eval_real.py
+
+## make eval-dev: the same harness on the development set built from ../shared/train/real (~2 min)
+eval-dev: $(STAMP)
+	$(BIN)/python benchmarks/make_dev_set.py ../shared/train/real .cache/dev
+	mkdir -p out
+	$(BIN)/python benchmarks/eval_real.py --data .cache/dev/all --json out/eval_dev.json
 
 ## make model: retrain the shipped patch typer (48 generated training scenes, seeds 1000-1047, and hazy copies of every third; ~7 min)
 model: $(STAMP)

@@ -171,3 +171,30 @@ def test_harness_product_failure_is_reported_not_fatal(tmp_path, monkeypatch, ca
     entry = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))["pairs"][0]
     assert entry["methods"]["product"]["error"].endswith("boom: detector missing")
     assert entry["methods"]["cva"]["f1"] is not None
+
+
+def test_dev_set_is_built_from_training_pairs_only(tmp_path):
+    """`make eval-dev`'s set: the training city, its four variants and dense crops, and a
+    generated scene's dense crop, all linked in one folder; nothing from the test pairs."""
+    real = REPO.parent / "shared" / "train" / "real" / "oscd_paris"
+    if not (real / "label.tif").exists():
+        pytest.skip("needs ../shared/train/real next to the repository")
+    source = tmp_path / "train"
+    source.mkdir()
+    (source / "oscd_paris").symlink_to(real, target_is_directory=True)
+    spec = importlib.util.spec_from_file_location("make_dev_set", REPO / "benchmarks" / "make_dev_set.py")
+    make_dev_set = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_dev_set)
+
+    linked = make_dev_set.build(source, tmp_path / "dev", scene_size=512)
+    names = sorted(p.name for p in linked)
+    assert names[:1] == ["gen_scene_1000_dense0"]
+    assert {"oscd_paris", "oscd_paris_rgb", "oscd_paris_vnir", "oscd_paris_30m", "oscd_paris_30mdn",
+            "oscd_paris_dense0"} <= set(names)
+    eval_real = REPO.parent / "shared" / "eval"
+    for link in linked:
+        target = link.resolve()
+        assert not target.is_relative_to(eval_real.resolve()), target
+        assert (target / "before.tif").exists() and (target / "label.tif").exists()
+    pair = _harness().load_pair(tmp_path / "dev" / "all" / "oscd_paris_rgb")
+    assert pair.before.shape[0] == 3 and set(np.unique(pair.label)) <= {0, 1, 255}
