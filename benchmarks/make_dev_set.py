@@ -30,9 +30,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GENERATED_SEED = 1000  # seeds 0-99 are reserved for tests and evaluation
 
+sys.path.insert(0, str(HERE))
+from eval_real import list_pairs  # noqa: E402  (its sibling in benchmarks/)
+
 
 def _pairs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if (p / "label.tif").exists())
+    return [folder / name for name in list_pairs(folder)]
 
 
 def build(source: Path, target: Path, *, scene_size: int = 1024) -> list[Path]:
@@ -40,9 +43,6 @@ def build(source: Path, target: Path, *, scene_size: int = 1024) -> list[Path]:
 
     ``scene_size``: side of the generated scene (px); its dense crops are 512 px.
     """
-    if not _pairs(source):
-        raise SystemExit(f"error: {source}: no labelled pair (<pair>/label.tif) found; "
-                         "give the folder of the labelled training cities (../shared/train/real)")
     scene = target / f"scene_{GENERATED_SEED}"
     if not (scene / "truth.gpkg").exists():
         scene.mkdir(parents=True, exist_ok=True)
@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="labelled training pairs (default: ../shared/train/real)")
     parser.add_argument("target", type=Path, nargs="?", default=REPO / ".cache" / "dev", help="output folder (default: .cache/dev)")
     args = parser.parse_args(argv)
-    if not args.source.is_dir():
-        print(f"error: {args.source}: folder not found; give the labelled training cities (../shared/train/real)", file=sys.stderr)
+    if not args.source.is_dir() or not _pairs(args.source):
+        problem = "folder not found" if not args.source.is_dir() else "no labelled pair (<pair>/before.tif, after.tif, label.tif)"
+        print(f"error: {args.source}: {problem}; give the labelled training cities (../shared/train/real)", file=sys.stderr)
         return 2
     linked = build(args.source, args.target)
     print(f"{len(linked)} development pairs in {args.target / 'all'}")
