@@ -7,12 +7,12 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test lint bench bench-batch eval-real eval-dev eval-generated model model-pixel check-rules clean
+.PHONY: venv demo test lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,train]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -54,12 +54,23 @@ eval-dev: $(STAMP)
 	mkdir -p out
 	$(BIN)/python benchmarks/eval_real.py --data .cache/dev/all --json out/eval_dev.json
 
-## make model: retrain the shipped patch typer (48 generated training scenes, seeds 1000-1047, and hazy copies of every third; ~7 min)
+## make model: retrain the shipped models: the two change networks (PyTorch on CPU, exported to ONNX; ~25 + ~12 min
+## on 2 idle cores) from ../shared/train, then the patch typer on patches they cut from 48 generated scenes (~7 min)
 model: $(STAMP)
+	$(BIN)/python -m swc_rs.change.train --family highres --out swc_rs/data/change_highres.onnx
+	$(BIN)/python -m swc_rs.change.train --family multispectral --out swc_rs/data/change_multispectral.onnx
+	$(BIN)/python benchmarks/change_card.py swc_rs/data/change_highres.json swc_rs/data/change_multispectral.json \
+		--lodo .cache/cd/lodo_highres.json .cache/cd/lodo_ms.json -o models/CHANGE_MODEL_CARD.md
 	mkdir -p .cache/train
 	$(BIN)/python -m swc_rs.training --output swc_rs/data/qtype_model.skops --patch-only --no-cv --no-real --haze-every 3 \
 		--work .cache/train --seeds $$(seq 1000 1047)
 	mv swc_rs/data/qtype_model.md models/MODEL_CARD.md
+
+## make lodo: leave-one-dataset-out for both change networks (one reduced-budget model per held-out dataset, ~1 h)
+lodo: $(STAMP)
+	mkdir -p .cache/cd
+	$(BIN)/python -m swc_rs.change.train --family multispectral --lodo .cache/cd/lodo_ms.json
+	$(BIN)/python -m swc_rs.change.train --family highres --lodo .cache/cd/lodo_highres.json
 
 ## make model-pixel: the experimental two-stage model with pixel models (real training cities too)
 model-pixel: $(STAMP)

@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / ".cache" / "bench"
 MARKER = ".complete.json"
 
-#: Targets from the project brief: detect within 3x the I/O floor, under 1.5 GiB,
-#: and the learned classifier costing at most 1.5x the rules.
+#: Targets: detect within 3x the I/O floor, under 1.5 GiB, and the learned models
+#: (change network and patch typer) costing at most 2x the rules (issue 16).
 MAX_DETECT_OVER_FLOOR = 3.0
 MAX_DETECT_RSS_MB = 1536.0
-MAX_DETECT_OVER_RULES = 1.5
+MAX_DETECT_OVER_RULES = 2.0
 
 #: dNDVI = NDVI(after) - NDVI(before), A/B = after red/nir, C/D = before red/nir;
 #: zero denominators are clamped to 1 (reflectance x10000, so 0 only where both are 0).
@@ -436,7 +436,7 @@ def run_benchmark(scene: Path, work: Path, *, size: int, seed: int, repeat: int 
     targets = [
         _target("detect <= 3x I/O floor (median wall)", ratios["detect_over_io_floor"], MAX_DETECT_OVER_FLOOR, "x"),
         _target("detect peak RSS < 1.5 GiB", detect.get("peak_rss_mb"), MAX_DETECT_RSS_MB, " MB", strict=True),
-        _target("classifier <= 1.5x rules (detect / detect --rules)", ratios["detect_over_detect_rules"],
+        _target("learned models <= 2x rules (detect / detect --rules)", ratios["detect_over_detect_rules"],
                 MAX_DETECT_OVER_RULES, "x"),
     ]
     details = {}

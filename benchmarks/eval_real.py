@@ -51,7 +51,7 @@ from swc_rs.realeval import PixelScores, pixel_scores  # noqa: E402
 from swc_rs.sensors import roles_from_descriptions  # noqa: E402
 
 BASELINES = ("cva", "irmad", "ndvi")
-METHOD_TITLES = {"product": "F1 product", "cva": "F1 CVA", "irmad": "F1 IR-MAD", "ndvi": "F1 NDVI rule"}
+METHOD_TITLES = {"product": "F1 product", "rules": "F1 rules", "cva": "F1 CVA", "irmad": "F1 IR-MAD", "ndvi": "F1 NDVI rule"}
 NON_PROJECT = "非生产建设项目"
 ZONE_CODE = "Z3"
 ZONE_NAME = "雅安东部丘陵平坝人居环境维护保土减灾区"
@@ -326,7 +326,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def summarise(results: list[PairResult], *, product: bool) -> dict:
     """Means over pairs. The product mean and ratio use only the pairs the product scored."""
     baselines = _baselines_run(results)
-    methods = (("product",) if product else ()) + baselines
+    methods = (("product",) if product else ()) + _rules_run(results) + baselines
     means: dict = {}
     for method in methods:
         for key in ("precision", "recall", "f1"):
@@ -346,13 +346,18 @@ def summarise(results: list[PairResult], *, product: bool) -> dict:
     return means
 
 
+def _rules_run(results: list[PairResult]) -> tuple[str, ...]:
+    """("rules",) when detect --rules was scored in this run."""
+    return ("rules",) if any("rules" in r.methods for r in results) else ()
+
+
 def _baselines_run(results: list[PairResult]) -> tuple[str, ...]:
     """The baselines computed in this run (none with --no-baselines)."""
     return tuple(m for m in BASELINES if any(m in r.methods for r in results))
 
 
 def format_table(results: list[PairResult], means: dict, *, product: bool) -> str:
-    methods = (("product",) if product else ()) + _baselines_run(results)
+    methods = (("product",) if product else ()) + _rules_run(results) + _baselines_run(results)
     header = ["pair", "sensor", *(METHOD_TITLES[m] for m in methods)]
     if product:
         header += ["product/best", "t product s"]
@@ -391,8 +396,10 @@ def format_table(results: list[PairResult], means: dict, *, product: bool) -> st
 
 def evaluate(data: Path, *, pairs: list[str] | None = None, product: bool = True, tolerance: int = 1,
              timeout: float = 3600.0, echo=print, baselines: bool = True,
-             change: dict[str, str] | None = None, extra: list[str] | None = None) -> list[PairResult]:
-    """Score every pair; ``echo`` receives one progress line per pair."""
+             change: dict[str, str] | None = None, extra: list[str] | None = None,
+             rules: bool = False) -> list[PairResult]:
+    """Score every pair; ``echo`` receives one progress line per pair. ``rules``: also
+    score ``detect --rules`` (the rule change detector and rule QTYPE) as "rules"."""
     manifest = _manifest(data)
     results = []
     for name in pairs if pairs is not None else list_pairs(data):
@@ -404,11 +411,16 @@ def evaluate(data: Path, *, pairs: list[str] | None = None, product: bool = True
             result.methods.update(run_baselines(pair, tolerance=tolerance))
         if product:
             result.methods["product"] = run_product(pair, tolerance=tolerance, timeout=timeout, change=change, extra=extra)
+        if product and rules:
+            result.methods["rules"] = run_product(pair, tolerance=tolerance, timeout=timeout, change=change,
+                                                  extra=[*(extra or []), "--rules"])
         results.append(result)
         parts = [f"{m} {_fmt(result.f1(m))}" for m in BASELINES]
         if product:
             p = result.methods["product"]
             parts.insert(0, f"product {'ERROR' if p.error else _fmt(result.f1('product'))}")
+            if rules:
+                parts.insert(1, f"rules {_fmt(result.f1('rules'))}")
         echo(f"[{name}] {pair.label.shape[1]}x{pair.label.shape[0]} {pair.sensor}: " + ", ".join(parts)
              + f"  ({time.perf_counter() - start:.1f} s)")
         if product and result.methods["product"].error:
@@ -428,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--change", action="append", default=[], metavar="KEY=VALUE",
                         help="override a [change] parameter of detect (for experiments on TRAINING pairs only)")
     parser.add_argument("--detect-arg", action="append", default=[], help="extra argument for swc-rs detect (e.g. --rules)")
+    parser.add_argument("--rules", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score detect --rules, the rule detector (default: yes)")
     args = parser.parse_args(argv)
 
     data = args.data.resolve()
@@ -452,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         change = dict(item.split("=", 1) for item in args.change)
         results = evaluate(data, pairs=pairs, product=args.product, tolerance=args.tolerance,
                            timeout=args.timeout, echo=lambda s: print(s, flush=True), baselines=args.baselines,
-                           change=change, extra=args.detect_arg)
+                           change=change, extra=args.detect_arg, rules=args.rules)
     except (OSError, ValueError, rasterio.errors.RasterioError) as error:
         print(f"eval_real: cannot read a pair: {error}", file=sys.stderr)
         return 1

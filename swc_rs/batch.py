@@ -171,7 +171,7 @@ class BatchSettings:
     previous : Path or None
         An explicit previous-month GeoPackage (overrides ``history``).
     model : str
-        ``default`` (the shipped classifier, rules when none ships), ``rules``, or a path.
+        ``default`` (the shipped patch classifier and change networks, rules where none ships or fits), ``rules`` (the rules for both), or a path to a patch classifier.
     sensor, bands : str
         As ``swc-rs detect --sensor/--bands``.
     workers : int
@@ -1060,7 +1060,7 @@ def _requests(plan: BatchPlan) -> list[TileTask]:
                 before=tile.before, after=tile.after, zones=settings.zones, projects=settings.projects,
                 sensitive=settings.sensitive, sensor=settings.sensor, band_map=band_map, config=plan.detect,
                 model=model, zones_layer=settings.zones_layer or None, projects_layer=settings.projects_layer or None,
-                workers=1, previous=None,
+                workers=1, previous=None, change_model="rules" if settings.model == "rules" else "auto",
             ),
             output=plan.tile_path(tile.tile_id),
         )

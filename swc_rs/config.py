@@ -216,6 +216,13 @@ class ChangeConfig:
         and BYD/QTYPE of seed 82 0.750/0.688 → 0.812/0.750; 0.8 gave 0.385 / 0.389 and
         no generated change. A per-scene self-trained pixel classifier on the band
         between the two thresholds was no better (see the README).
+    learned_threshold : float
+        The learned change detector (the default where a shipped network fits the
+        imagery; :mod:`swc_rs.change.learned`): a pixel is a change candidate where the
+        network's P(change) is at least this, outside clouds and shadows. Default 0.5
+        (the training loss weighs both classes so that 0.5 is its decision boundary; not
+        tuned on the evaluation pairs). Values outside (0, 1) are refused. The rules
+        above apply where no network fits, and with ``--rules``.
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -257,6 +264,7 @@ class ChangeConfig:
     relative_hysteresis: float = 0.0
     relative_seed_factor: float = 1.5
     hysteresis: float = 0.7
+    learned_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -511,6 +519,9 @@ def _check_change(change: ChangeConfig, *, source: object) -> None:
         if not (math.isfinite(value) and 0 <= value < 1):
             raise ConfigError(f"[change] {name} = {value!r} is not a fraction of the scene threshold in [0, 1)",
                               path=source, fix=f"use e.g. {name} = 0.7, or 0 to switch it off")
+    if not (math.isfinite(change.learned_threshold) and 0 < change.learned_threshold < 1):
+        raise ConfigError(f"[change] learned_threshold = {change.learned_threshold!r} is not a probability in (0, 1)",
+                          path=source, fix="use e.g. learned_threshold = 0.5")
 
 
 def _check_chips(chips: ChipsConfig, *, source: object) -> None:

@@ -29,6 +29,7 @@ import shapely
 
 from swc_rs import __version__, codes, compliance
 from swc_rs.change import Normalisation
+from swc_rs.change.detectors import RulesDetector
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
 from swc_rs.crops import CropSpool
@@ -41,7 +42,7 @@ from swc_rs.windows import RING_PX as RING_PX  # re-exported: callers import the
 from swc_rs.windows import STAT_COLUMNS as STAT_COLUMNS
 from swc_rs.windows import DetectRequest as DetectRequest
 from swc_rs.windows import _calibrate as _calibrate
-from swc_rs.windows import _seeded, _window_patches, _worker_calibrate, _worker_window
+from swc_rs.windows import _window_patches, _worker_calibrate, _worker_window
 
 log = logging.getLogger(__name__)
 
@@ -294,14 +295,14 @@ def _parent_threads(pool: _WindowPool, request: DetectRequest):
 
 def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest, min_pixels: int, progress: Progress,
                   model=None, pool: _WindowPool | None = None, spool: CropSpool | None = None,
-                  first: Future | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  first: Future | None = None, detector=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Polygons of every candidate patch, merged across window seams (pixel
     coordinates), their sums (:data:`STAT_COLUMNS`) and their chip crops (written to
     ``spool``; None for a patch cut by a seam, or without a spool).
 
     With a worker pool the windows are shared among its processes (this one takes its
     first window once ``first``, work of its own, is done); the result does not depend
-    on the number of workers.
+    on the number of workers. ``detector``: the learned change detector (None: the rules).
     """
     config = request.config
     size = config.raster.window_size
@@ -311,7 +312,8 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
     crops: list = []
     stats: list[np.ndarray] = [np.zeros((0, len(STAT_COLUMNS)))]
     if pool is None or pool.executor is None:
-        finished = enumerate(_window_patches(pair, norm, config, min_pixels, model, window, folder) for window in windows)
+        finished = enumerate(_window_patches(pair, norm, config, min_pixels, model, window, folder, detector)
+                             for window in windows)
     else:
         log.info("processing %d windows on %d cores (this process and %d spawned)", len(windows), pool.workers,
                  pool.workers - 1)
@@ -320,11 +322,12 @@ def _find_patches(pair: RasterPair, norm: Normalisation, request: DetectRequest,
         def run_here(window):
             if first is not None:
                 wait([first])  # its outcome is collected by the caller
-            return _window_patches(pair, norm, config, min_pixels, model, window, folder)
+            return _window_patches(pair, norm, config, min_pixels, model, window, folder, detector)
 
+        detector_path = None if detector is None else str(detector.path)
         finished = _shared_windows(
-            windows, run_here,
-            _worker_window, lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model, folder), pool)
+            windows, run_here, _worker_window,
+            lambda window: (request, window, norm, pair.shift, min_pixels, pixel_model, folder, detector_path), pool)
     results: list = [None] * len(windows)
     for done, (index, result) in enumerate(finished, start=1):
         results[index] = result
@@ -466,6 +469,8 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         min_pixels = max(1, int(config.smallest_min_area_hm2 * 10_000 / pixel_m**2))
         norm, shift, used = calibration()
         clock.lap("calibrate")
+        detector, detector_reason = _change_detector(request, pair, pixel_m, pool)
+        clock.lap("change_model")
         # The windows wait for the model only if it has pixel models. A patch typer alone
         # (the shipped model; ~1.1 s of imports and loading) goes on loading while the
         # spawned workers start on the windows; this process joins them once it is
@@ -477,14 +482,15 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         clock.lap("model")
         spool = CropSpool.create() if config.chips.spool_max_mb > 0 else None
         geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool,
-                                               first=model_future if model is None else None)
+                                               first=model_future if model is None else None, detector=detector)
         if model_future is not None and model is None:
             model = model_future.result()
             if model.families():  # the file's schema misled the hint: the windows again, with the pixel models
                 log.warning("%s has pixel models its schema did not show; finding the patches again with them",
                             request.model)
-                geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool)
-        if _seeded(norm, config):  # a region cut by a seam was kept in each window: judged whole now
+                geoms_px, stats, crops = _find_patches(pair, norm, request, min_pixels, progress, model, pool, spool,
+                                                       detector=detector)
+        if (detector or RulesDetector()).uses_seeds(norm, config):  # a region cut by a seam was kept in each window: judged whole now
             held = stats[:, STAT_COLUMNS.index("seeds")] > 0
             geoms_px, stats, crops = geoms_px[held], stats[held], crops[held]
         if pool.owns_executor:  # done with them: they wind down while the patches are judged
@@ -590,6 +596,10 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             "shift_cols": round(shift[1], 3),
             "shift_windows": used,
             "normalisation": norm.to_dict(),
+            "change_detector": detector.family if detector is not None else "rules",
+            "change_detector_reason": detector_reason,
+            "change_model": str(detector.path) if detector is not None else "",
+            "change_model_id": detector.model_id if detector is not None else "rules",
             "model": str(request.model) if request.model else "rules",
             "model_id": getattr(model, "model_id", "rules"),
             "qtype_by": "model" if model is not None and not relative and model.applies_to(pair.roles, pixel_m) else "rules",
@@ -615,6 +625,20 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         chip_crops=chip_crops,
         crop_spool=spool,
     )
+
+
+def _change_detector(request: DetectRequest, pair: RasterPair, pixel_m: float, pool: _WindowPool):
+    """The learned change detector for this pair (None: the rules) and why (for run_info).
+
+    With window workers every process runs windows on one core; alone, the network uses
+    every core this process may use."""
+    from swc_rs.change.learned import select_detector
+    from swc_rs.workers import available_cores
+
+    threads = 1 if pool.workers > 1 else available_cores()
+    detector, reason = select_detector(request.change_model, pair.roles, pixel_m, threads)
+    log.info("change detector: %s", reason)
+    return detector, reason
 
 
 def _checksums(paths: list) -> str:

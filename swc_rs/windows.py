@@ -28,17 +28,12 @@ from swc_rs.change import (
     calibrate_scene,
     candidate_mask,
     clean_mask,
-    cloud_shadow_mask,
     fit_normalisation,
-    hysteresis_masks,
     pixel_evidence,
-    relative_candidate_mask,
-    relative_clear,
-    relative_low_mask,
     relative_radiometry,
-    relative_seeding,
-    relative_seeds,
 )
+from swc_rs.change.detectors import RulesDetector, WindowData, seeded
+from swc_rs.change.learned import LearnedDetector, scene_stats
 from swc_rs.config import DetectConfig
 from swc_rs.coregistration import estimate_shift
 from swc_rs.crops import write_crops
@@ -69,6 +64,9 @@ class DetectRequest:
     previous: Path | None = None
     #: History store (``detect --history``): verdicts applied, confirmed violations carried.
     history: Path | None = None
+    #: Change detector: ``"auto"`` (the shipped network that fits the pair, else the
+    #: rules), ``"rules"``, or the path of an ONNX change model (:mod:`swc_rs.change.learned`).
+    change_model: str = "auto"
 
 
 def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, tuple[float, float], int]:
@@ -131,6 +129,7 @@ def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, t
                                min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
         log.info("%s radiometry (%s): scene magnitude threshold %.3f", "relative" if relative else "reflectance",
                  "/".join(pair.dtypes), norm.magnitude_threshold)
+    norm = dataclasses.replace(norm, scene=scene_stats(reads, len(pair.roles)))
     return norm, shift, used
 
 
@@ -170,7 +169,8 @@ def texture_px(texture_m: float, pixel_m: float) -> int:
 
 
 def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig, min_pixels: int, model,
-                    window: Window, spool: str | None = None) -> tuple[list, np.ndarray, list]:
+                    window: Window, spool: str | None = None,
+                    detector: LearnedDetector | None = None) -> tuple[list, np.ndarray, list]:
     """Candidate polygons (grid pixel coordinates) of one window's core and their sums.
 
     Returns the polygons (one per 8-connected component of the core's cleaned mask), a
@@ -179,37 +179,24 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
     candidate), taken from the evidence already in memory: the object features cost no
     second read of the images; and per polygon its chip crop (:mod:`swc_rs.crops`),
     written to a file in the folder ``spool`` (None without one, or where the chip
-    window leaves the window's halo).
+    window leaves the window's halo). ``detector``: the change detector
+    (:mod:`swc_rs.change.detectors`); None: the rules (with ``model``'s pixel models).
     """
     from scipy import ndimage
 
     halo = max(config.raster.halo, config.change.cloud_buffer_px + 2,
                config.change.closing_px + max(config.change.opening_px, config.change.relative_opening_px) + 2, RING_PX + 2,
                config.change.magnitude_smoothing_px + 2)
+    if detector is not None:  # a network's receptive field, a multiple of its stride (windows start at multiples of it)
+        halo = max(halo, detector.halo_px)
     outer, core = expand_window(window, halo, pair.grid)
     before, after, valid = pair.read(outer)
     after_norm = norm.apply(after)
     # The bare-soil index only for a pixel model; the patch statistics take it at the patches' pixels.
     ev = pixel_evidence(before, after, pair.roles, after_norm, norm.scale, norm.whitening, bare=model is not None)
-    mask = seeds = None
-    if norm.relative:  # not reflectance: the scene-adaptive rule alone
-        clear = relative_clear(before, after_norm, valid, pair.roles, ev, norm, config.change,
-                               min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
-        if _seeded(norm, config):  # every region here; the patches are judged on their seeds once merged
-            mask = relative_low_mask(ev, clear, norm.magnitude_threshold, config.change, norm.levels)
-            seeds = relative_seeds(ev, clear, norm.magnitude_threshold, config.change, norm.levels)
-        else:
-            mask = relative_candidate_mask(ev, clear, norm.magnitude_threshold, config.change, norm.levels)
-    else:
-        excluded = cloud_shadow_mask(before, after_norm, pair.roles, ev, config.change,
-                                     min_pixels=int(config.change.cloud_min_area_m2 / pair.pixel_m**2))
-        if model is not None:
-            mask = model.pixel_mask(before, after_norm, valid, excluded, pair.roles, ev, config)
-            seeds = mask  # a pixel model's mask is not grown: every patch of it holds seeds
-        if mask is None and _seeded(norm, config):  # every region above the low threshold; judged on its seeds once merged
-            mask, seeds = hysteresis_masks(ev, valid, excluded, config.change, norm.magnitude_threshold)
-    if mask is None:
-        mask = candidate_mask(ev, valid, excluded, config.change, norm.magnitude_threshold)
+    detector = detector if detector is not None else RulesDetector(model)
+    mask, seeds = detector.candidates(WindowData(before, after, after_norm, valid, ev, pair.roles, pair.pixel_m),
+                                      norm, config)
     opening = config.change.relative_opening_px if norm.relative else config.change.opening_px
     mask = clean_mask(mask, opening_px=opening, closing_px=config.change.closing_px, min_pixels=min_pixels)
     core_mask = mask[core]
@@ -295,15 +282,8 @@ def _window_patches(pair: RasterPair, norm: Normalisation, config: DetectConfig,
 
 
 def _seeded(norm: Normalisation, config: DetectConfig) -> bool:
-    """Whether the patches must hold a seed (see ``seeds`` in :data:`STAT_COLUMNS`): the
-    relative rule with seeding, or reflectance with ``hysteresis`` (and the scene-adaptive
-    rule on)."""
-    threshold = norm.magnitude_threshold
-    if threshold is None or not np.isfinite(threshold):
-        return False
-    if norm.relative:
-        return relative_seeding(config.change)
-    return 0 < config.change.hysteresis < 1 and config.change.adaptive_magnitude
+    """Whether the rules' patches must hold a seed (:func:`swc_rs.change.detectors.seeded`)."""
+    return seeded(norm, config)
 
 
 # Per-process state of the window workers: each opens its own datasets once.
@@ -327,8 +307,18 @@ def _init_worker(request: DetectRequest) -> None:
     )
 
 
+def worker_detector(path: str | None) -> LearnedDetector | None:
+    """This process's learned detector of ``path`` (loaded once; one thread: the windows are the parallelism)."""
+    if path is None:
+        return None
+    if _WORKER.get("detector_path") != path:
+        _WORKER["detector"] = LearnedDetector(Path(path), threads=1)
+        _WORKER["detector_path"] = path
+    return _WORKER["detector"]
+
+
 def _worker_window(job: tuple) -> tuple[list, np.ndarray, list]:
-    request, window, norm, shift, min_pixels, pixel_model, spool = job
+    request, window, norm, shift, min_pixels, pixel_model, spool, detector_path = job
     if _WORKER.get("request") != request:  # the first window of this run in this process
         _init_worker(request)
     w = _WORKER
@@ -344,7 +334,8 @@ def _worker_window(job: tuple) -> tuple[list, np.ndarray, list]:
 
             w["threads"] = one_native_thread()  # again: OpenMP came with the model
         model = w["model"]
-    return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window, spool)
+    detector = worker_detector(detector_path)
+    return _window_patches(w["pair"], norm, w["request"].config, min_pixels, model, window, spool, detector)
 
 
 def _worker_calibrate(request: DetectRequest) -> tuple:

@@ -34,7 +34,8 @@ Example:
 @click.option("--bands", "bands", default=None, help="Explicit band roles, e.g. blue=1,green=2,red=3,nir=4.")
 @click.option("--config", "config_path", type=_PATH, default=None, help="Run configuration (pipelines/*.toml).")
 @click.option("--model", "model", type=_PATH, default=None, help="Patch classifier (skops file); rules when absent.")
-@click.option("--rules", "rules", is_flag=True, help="Use the documented QTYPE rules instead of the shipped model.")
+@click.option("--change-model", "change_model", type=_PATH, default=None, help="Learned change detector (ONNX with its .json card); default: the shipped network that fits the bands and pixel size, else the rules.")
+@click.option("--rules", "rules", is_flag=True, help="Use the documented rules instead of the learned models: rule change detection and rule QTYPE.")
 @click.option("--previous", "previous", type=_PATH, default=None, help="Last period's output: patches keep their QDNM and get QDTYPE against it.")
 @click.option("--history", "history", type=_PATH, default=None, help="History store (HISTORY.gpkg, created if absent): field verdicts applied, confirmed violations carried until 销号, QDTYPE against its last period; this run is registered with it.")
 @click.option("--period", default=None, help="Reporting period YYYYMM for patch ids (default: AFTER's date).")
@@ -44,7 +45,7 @@ Example:
 @click.option("--fail-on-violations", is_flag=True, help="Exit 3 when suspected violations are found.")
 @verbosity_options
 @handle_errors
-def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, rules, previous, history, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
+def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, change_model, rules, previous, history, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
     """Find disturbance patches between BEFORE and AFTER and judge their compliance.
 
     AFTER is aligned onto BEFORE's grid over their common extent. The output holds
@@ -65,7 +66,7 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
     executor = None if refused else _early_workers(before, config.raster.window_size, workers)
     try:
         request = _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous,
-                           history, workers)
+                           history, workers, change_model)
         calibration = None
         if executor is not None:
             # The calibration starts in the worker as soon as it has its imports, while
@@ -105,14 +106,20 @@ def _early_workers(before: Path, window_size: int, workers: int):
 
 
 def _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous, history,
-             workers):
+             workers, change_model=None):
     from swc_rs.sensors import parse_band_map
     from swc_rs.windows import DetectRequest
+
+    if change_model is not None and not rules:  # refused before any work when damaged or unknown
+        from swc_rs.change.learned import read_card
+
+        read_card(change_model)
 
     return DetectRequest(
         before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
         sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config,
         model=None if rules else (model or _default_model()), workers=workers, previous=previous, history=history,
+        change_model="rules" if rules else str(change_model or "auto"),
     )
 
 

@@ -16,6 +16,9 @@ def print_detect_summary(result, output) -> None:
         f"dates {info['date_before'] or '?'} → {info['date_after'] or '?'}, shift {info['shift_rows']:+.2f}/{info['shift_cols']:+.2f} px, "
         f"QTYPE by {info['model_id']}"
     )
+    if "change_detector" in info:
+        click.echo(f"  change found by {info['change_model_id'] if info['change_detector'] != 'rules' else 'the rules'}: "
+                   f"{info['change_detector_reason']}")
     click.echo(f"  {len(patches)} disturbance patches, {len(result.violations)} suspected violations")
     for title, field, values in (("QTYPE", "QTYPE", codes.QTYPES), ("BYD", "BYD", codes.BYD_DESK), ("X_COLOR", "X_COLOR", codes.COLOURS)):
         sel = patches if field != "X_COLOR" else patches[patches["BYD"].fillna("").str.startswith(codes.SUSPECTED_PREFIX)]
