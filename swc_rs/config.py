@@ -223,6 +223,14 @@ class ChangeConfig:
         (the training loss weighs both classes so that 0.5 is its decision boundary; not
         tuned on the evaluation pairs). Values outside (0, 1) are refused. The rules
         above apply where no network fits, and with ``--rules``.
+    networks : str
+        The shipped networks detect may pick, space-separated: ``highres`` (RGB/VNIR,
+        0.1–5 m), ``multispectral`` (Sentinel-2/Landsat, 8–40 m). Imagery that only a
+        network left out here would fit is read by the rules. "" = the rules everywhere.
+        Default ``"highres"``: the multispectral network scored below the rules on every
+        Sentinel-2 training city held out of its training (``make lodo``; the card has
+        the folds), so it ships switched off (``networks = "highres multispectral"`` or
+        ``--change-model`` uses it).
 
     The five (``cloud_min_pixels`` > 0, ``relative_whitening``,
     ``magnitude_noise_sigmas`` > 0, ``relative_opening_px`` = 0,
@@ -265,6 +273,7 @@ class ChangeConfig:
     relative_seed_factor: float = 1.5
     hysteresis: float = 0.7
     learned_threshold: float = 0.5
+    networks: str = "highres"
 
 
 @dataclass(frozen=True)
@@ -522,6 +531,10 @@ def _check_change(change: ChangeConfig, *, source: object) -> None:
     if not (math.isfinite(change.learned_threshold) and 0 < change.learned_threshold < 1):
         raise ConfigError(f"[change] learned_threshold = {change.learned_threshold!r} is not a probability in (0, 1)",
                           path=source, fix="use e.g. learned_threshold = 0.5")
+    unknown = sorted(set(change.networks.split()) - {"highres", "multispectral"})
+    if unknown:
+        raise ConfigError(f"[change] networks = {change.networks!r} names no shipped network: {', '.join(unknown)}",
+                          path=source, fix='use "highres", "multispectral", both separated by a space, or "" for none')
 
 
 def _check_chips(chips: ChipsConfig, *, source: object) -> None:

@@ -636,7 +636,8 @@ def _change_detector(request: DetectRequest, pair: RasterPair, pixel_m: float, p
     from swc_rs.workers import available_cores
 
     threads = 1 if pool.workers > 1 else available_cores()
-    detector, reason = select_detector(request.change_model, pair.roles, pixel_m, threads)
+    detector, reason = select_detector(request.change_model, pair.roles, pixel_m, threads,
+                                       networks=tuple(request.config.change.networks.split()))
     log.info("change detector: %s", reason)
     return detector, reason
 

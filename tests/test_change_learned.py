@@ -206,3 +206,16 @@ def test_scene_standardisation_removes_a_gain_and_offset_between_the_dates():
     img = rng.random((3, 64, 64)).astype(np.float32)
     same = synth.standardise(img * 1.7 + 0.2)
     assert np.abs(same - synth.standardise(img)).max() < 1e-4
+
+
+def test_a_network_switched_off_in_the_configuration_leaves_its_imagery_to_the_rules(tmp_path):
+    from swc_rs.config import load_config
+    from swc_rs.errors import ConfigError
+
+    s2 = ("blue", "green", "red", "nir", "swir1", "swir2")
+    detector, reason = select_detector("auto", s2, 10.0, networks=("highres",))
+    assert detector is None and "switched off" in reason
+    config = tmp_path / "c.toml"
+    config.write_text('[change]\nnetworks = "highres hyperspectral"\n')
+    with pytest.raises(ConfigError, match="hyperspectral"):
+        load_config(config)

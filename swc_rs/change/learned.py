@@ -175,11 +175,13 @@ class LearnedDetector:
         return prob.astype(np.float32)
 
 
-def select_detector(spec: str | Path | None, roles, pixel_m: float, threads: int = 1) -> tuple[LearnedDetector | None, str]:
+def select_detector(spec: str | Path | None, roles, pixel_m: float, threads: int = 1,
+                    networks=tuple(SHIPPED)) -> tuple[LearnedDetector | None, str]:
     """The detector for a pair and why: ``(detector or None for the rules, reason)``.
 
-    ``spec``: ``"auto"`` (the shipped network that fits the bands and pixel size, else the
-    rules), ``"rules"``, or the path of an ONNX model (refused when it does not fit).
+    ``spec``: ``"auto"`` (the shipped network of ``networks`` that fits the bands and
+    pixel size, else the rules), ``"rules"``, or the path of an ONNX model (refused when
+    it does not fit).
     """
     if spec in (None, "rules"):
         return None, "rules requested (--rules)"
@@ -194,6 +196,8 @@ def select_detector(spec: str | Path | None, roles, pixel_m: float, threads: int
     for family, path in SHIPPED.items():
         lo, hi = FAMILY_PIXEL_M[family]
         if set(FAMILY_ROLES[family]) <= set(roles) and lo <= pixel_m <= hi:
+            if family not in networks:
+                return None, f"the {family} network is switched off ([change] networks = {' '.join(networks)!r}): rules used"
             if not path.exists():
                 return None, f"the shipped {family} network is not installed ({path.name}): rules used"
             return LearnedDetector(path, threads), f"{family} network (bands and {pixel_m:.2f} m pixels fit it)"

@@ -265,12 +265,12 @@ def draw_sample(labelled: list[Source], bases: list[Source], family: str, rng: n
 def train(family: str, labelled: list[Source], bases: list[Source], *, steps: int, seed: int = 0,
           report_every: int = 200):
     """Train a :class:`~swc_rs.change.net.ChangeNet`; returns it (eval mode) and the loss curve."""
+    import os
+
     import torch
     import torch.nn.functional as F
 
     from swc_rs.change.net import ChangeNet
-
-    import os
 
     torch.manual_seed(seed)
     torch.set_num_threads(int(os.environ.get("SWC_TRAIN_THREADS", "2")))
