@@ -32,6 +32,7 @@ def judge(
     config: DetectConfig,
     *,
     pixel_size_m: float,
+    protected: np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
     """Add BYD, EAREA, PRNM, X_RULE, X_COLOR and X_SENS to ``patches``.
 
@@ -45,6 +46,9 @@ def judge(
         Sensitive areas (NAME, KIND) or None.
     pixel_size_m
         Ground pixel size, for the "narrower than N pixels" tolerance.
+    protected
+        Optional bool per patch: it lies on protected land (``detect --landuse``,
+        :func:`swc_rs.landuse.protected`); a suspected violation there is red.
     """
     out = patches.copy()
     n = len(out)
@@ -133,6 +137,10 @@ def judge(
     out["X_RULE"] = rule
     out["X_SENS"] = _sensitive_hits(geoms, sensitive)
     out["X_COLOR"] = _colours(out, ranges, config)
+    if protected is not None:
+        raise_red = np.asarray(protected, bool) & out["BYD"].astype(str).str.startswith(codes.SUSPECTED_PREFIX).to_numpy()
+        out.loc[raise_red, "X_COLOR"] = codes.RED
+        out.loc[raise_red, "X_RULE"] = out.loc[raise_red, "X_RULE"] + "；地类为保护地类（landuse red_classes），定为红色"
     return out
 
 

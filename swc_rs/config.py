@@ -333,6 +333,34 @@ class ComplianceConfig:
 
 
 @dataclass(frozen=True)
+class LanduseConfig:
+    """The land survey's classes (``detect --landuse``; see :mod:`swc_rs.landuse`).
+
+    field : str
+        Field holding the class: ``"auto"`` takes DLMC (地类名称), else DLBM (地类编码).
+        Second-level names and codes are folded to first-level classes (水田 → 耕地).
+    farming_classes : list of str
+        Farming land: a patch typed 其他扰动 on it is retyped 非生产建设项目 ...
+    farming_share : float
+        ... when at least this share of it lies on those classes ...
+    farming_max_confidence : float
+        ... and the typer's confidence (X_CONF) is below this (a confident construction
+        type is kept: building on farmland is what must be found).
+    red_classes : list of str
+        Protected land: a suspected violation lying on it is red ...
+    red_share : float
+        ... when at least this share of it lies on those classes.
+    """
+
+    field: str = "auto"
+    farming_classes: tuple = ("耕地", "园地")
+    farming_share: float = 0.8
+    farming_max_confidence: float = 0.9
+    red_classes: tuple = ("林地",)
+    red_share: float = 0.5
+
+
+@dataclass(frozen=True)
 class HistoryConfig:
     """Matching with the previous period.
 
@@ -422,6 +450,7 @@ class DetectConfig:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    landuse: LanduseConfig = field(default_factory=LanduseConfig)
     chips: ChipsConfig = field(default_factory=ChipsConfig)
     zone_default: ZoneRules = field(default_factory=ZoneRules)
     zones: dict[str, ZoneRules] = field(default_factory=dict)
@@ -445,6 +474,7 @@ _SECTIONS = {
     "classify": ClassifyConfig,
     "compliance": ComplianceConfig,
     "history": HistoryConfig,
+    "landuse": LanduseConfig,
     "chips": ChipsConfig,
 }
 
@@ -463,6 +493,8 @@ def _build(cls, values: dict[str, Any], *, where: str, source: object, base=None
     clean = {}
     for name, value in values.items():
         default = getattr(base, name)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
         if default is not None and not isinstance(value, type(default)):
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
@@ -511,6 +543,18 @@ def _check_zone_rules(rules: ZoneRules, *, where: str, source: object) -> None:
             path=source,
             fix="use 红, 黄 or 绿",
         )
+
+
+def _check_landuse(landuse: LanduseConfig, *, source: object) -> None:
+    for name in ("farming_share", "red_share"):
+        value = getattr(landuse, name)
+        if not 0 < value <= 1:
+            raise ConfigError(f"[landuse] {name} = {value!r} is not a share in (0, 1]", path=source,
+                              fix=f"use e.g. {name} = {getattr(LanduseConfig(), name)}")
+    for name in ("farming_classes", "red_classes"):
+        if not all(isinstance(v, str) for v in getattr(landuse, name)):
+            raise ConfigError(f"[landuse] {name} must be a list of class names", path=source,
+                              fix=f"write it like the default, {name} = {list(getattr(LanduseConfig(), name))!r}")
 
 
 def _check_raster(raster: RasterConfig, *, source: object) -> None:
@@ -566,7 +610,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
     """Build a :class:`DetectConfig` from defaults, an optional TOML file and overrides.
 
     The TOML file may hold the sections ``[raster]``, ``[registration]``, ``[change]``,
-    ``[classify]``, ``[compliance]``, ``[history]``, ``[chips]`` and ``rules = "path/to/rules.toml"`` (per-zone
+    ``[classify]``, ``[compliance]``, ``[history]``, ``[landuse]``, ``[chips]`` and ``rules = "path/to/rules.toml"`` (per-zone
     rules; relative to the file). ``overrides`` has the same shape (from CLI flags).
 
     Raises
@@ -597,4 +641,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
     _check_raster(sections["raster"], source=source)
     _check_change(sections["change"], source=source)
     _check_chips(sections["chips"], source=source)
+    _check_landuse(sections["landuse"], source=source)
     return DetectConfig(**sections, zone_default=zone_default, zones=zones)

@@ -156,6 +156,20 @@ def read_sensitive(paths: Sequence[Path], area_crs: str) -> gpd.GeoDataFrame | N
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=area_crs)
 
 
+def read_landuse(path: Path, area_crs: str, config) -> gpd.GeoDataFrame:
+    """The land-use layer with a first-level ``CLASS`` column (see :mod:`swc_rs.landuse`)."""
+    from swc_rs.landuse import class_field, first_level
+
+    frame = read_layer(path, None, to_crs=area_crs, what="land use")
+    name = class_field(frame, config.field)
+    if name is None:
+        wanted = "DLMC or DLBM" if config.field == "auto" else config.field
+        raise VectorInputError(f"the land-use layer has no {wanted} field (its fields: {', '.join(c for c in frame.columns if c != 'geometry') or 'none'})",
+                               path=path, fix="give the land survey layer (三调 DLTB) or set [landuse] field to the field holding the classes")
+    frame = repair_geometries(frame, path=path, what="land-use polygon", name_field=name)
+    return gpd.GeoDataFrame({"CLASS": first_level(frame[name])}, geometry=frame.geometry.values, crs=area_crs)
+
+
 def choose_area_crs(pair: RasterPair, wanted: str = AREA_CRS) -> str:
     """EPSG:4543 where the scene lies in its area of use, else the scene's UTM zone (warned)."""
     lon_lat = pyproj.Transformer.from_crs(pair.grid.crs, "EPSG:4326", always_xy=True)
@@ -453,11 +467,13 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             model_future = loader.submit(load_model, request.model)
         sums = {name: loader.submit(_checksums, paths) for name, paths in (
             ("before", [request.before]), ("after", [request.after]), ("zones", [request.zones]),
-            ("projects", [request.projects]), ("sensitive", list(request.sensitive)))}
+            ("projects", [request.projects]), ("sensitive", list(request.sensitive)),
+            ("landuse", [request.landuse] if request.landuse else []))}
         area_crs = choose_area_crs(pair)
         zones = read_zones(request.zones, request.zones_layer, area_crs)
         projects = read_projects(request.projects, request.projects_layer, area_crs)
         sensitive = read_sensitive(request.sensitive, area_crs)
+        landuse = read_landuse(request.landuse, area_crs, config.landuse) if request.landuse else None
         history = None
         if request.history is not None:
             from swc_rs.verification import load_store
@@ -525,8 +541,15 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         frame["X_CONF"] = np.round(conf, 3)
         frame["X_REASON"] = ""
         frame["NOTE"] = [f"自动判读：疑似{r}" if r else "" for r in reason]
+        protected = None
+        if landuse is not None:
+            from swc_rs import landuse as land
+
+            classes, shares = land.dominant_classes(frame, landuse)
+            frame = land.apply_typing(frame, classes, shares, config.landuse)
+            protected = land.protected(classes, shares, config.landuse)
         t1, t2 = pair.dates
-        judged = compliance.judge(frame, projects, sensitive, config, pixel_size_m=pixel_m)
+        judged = compliance.judge(frame, projects, sensitive, config, pixel_size_m=pixel_m, protected=protected)
         clock.lap("compliance")
 
         # Stable order (north-west first) and ids.
@@ -586,6 +609,8 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             "previous": str(request.previous or ""),
             "sensitive": ";".join(str(p) for p in request.sensitive),
             "sensitive_sha256": sums["sensitive"].result(),
+            "landuse": str(request.landuse or ""),
+            "landuse_sha256": sums["landuse"].result(),
             "date_before": t1.isoformat() if t1 else "",
             "date_after": t2.isoformat() if t2 else "",
             "period": period,

@@ -103,7 +103,7 @@ QTYPE_OF_KIND = {
     "quarry": PIT,
 }
 DISTURBANCE_KINDS = tuple(QTYPE_OF_KIND)
-CONFOUNDER_KINDS = ("tillage", "harvest", "drawdown", "cloud", "cloud_shadow")
+CONFOUNDER_KINDS = ("tillage", "harvest", "sowing", "drawdown", "cloud", "cloud_shadow")
 
 # Reflectance ×10000 (blue, green, red, nir).
 SPECTRA = {
@@ -142,6 +142,151 @@ KIND_SPECTRUM = {
 }
 
 Progress = Callable[[int, int, str], None]
+
+STYLES = ("classic", "random")
+_SOIL_CLASSES = (
+    "mud", "village_ground", "road", "existing", "subsoil", "spoil", "rock", "pit_earth",
+    "site_ground",
+)
+_FARM_SOIL = ("stubble", "tilled", "bare_field")
+_VEGETATION = ("forest", "grass", "shrub", "crop")
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a scene looks: spectra, textures, parcels, farming calendar, clouds, sensor.
+
+    ``Style()`` ("classic") is the generator as it always was: the same seed gives the
+    same bytes.  :meth:`random` draws every field from wide distributions
+    (domain randomisation), so a model trained on classic scenes can be tested on
+    scenes it has never seen the look of: other soil colours, dry bright tilled soil,
+    coarser or finer texture, narrow strips or large square fields, spring sowing as
+    well as autumn harvest, haze as well as cumulus, a softer or noisier sensor.
+
+    Attributes
+    ----------
+    name : str
+        ``"classic"`` or ``"random"``.
+    spectra : dict
+        Reflectance ×10000 (blue, green, red, nir) per surface class (see ``SPECTRA``).
+    texture : float
+        Multiplier of every texture amplitude (1 = classic).
+    district_hm2 : tuple of float
+        Area range of a farmland district (hm²).
+    parcel_rows_px, parcel_cols_px : tuple of float
+        Range of a parcel's short and long side (pixels of 2 m).
+    start_states : tuple of float
+        Probabilities of a parcel's BEFORE state (crop, stubble, tilled, bare, fallow).
+    harvest, crop_tilled, stubble_tilled, sowing : float
+        Per-parcel probabilities of crop → stubble, crop → tilled, stubble → tilled and
+        tilled/bare → crop (sowing and green-up) between the dates.
+    crop_nir_after : tuple of float
+        Range of the crop's AFTER/BEFORE NIR ratio (below 1 senescence, above 1 growth).
+    clouds_per_cell : tuple of int
+        Range (low inclusive, high exclusive) of clouds per 1024² cell.
+    cloud_radius_px : tuple of float
+        Range of a cloud's long semi-axis (pixels).
+    cloud_level : tuple of float
+        Range of cloud-top reflectance ×10000.
+    haze : float
+        Probability that a cloud is thin haze (opacity 0.25–0.6, two to three times wider).
+    shadow_dark : tuple of float
+        Range of the darkening of a thick cloud's shadow.
+    psf_sigma : float
+        Gaussian PSF sigma (pixels).
+    noise_relative, noise_dn : float
+        Multiplicative and additive noise (standard deviations).
+    gain, offset : tuple of float
+        Ranges of the AFTER date's per-band gain and offset (DN).
+    """
+
+    name: str = "classic"
+    spectra: dict = field(default_factory=lambda: dict(SPECTRA))
+    texture: float = 1.0
+    district_hm2: tuple = (12.0, 40.0)
+    parcel_rows_px: tuple = (10.0, 22.0)
+    parcel_cols_px: tuple = (14.0, 40.0)
+    start_states: tuple = (0.4, 0.25, 0.08, 0.07, 0.2)
+    harvest: float = 0.15
+    crop_tilled: float = 0.20
+    stubble_tilled: float = 0.35
+    sowing: float = 0.0
+    crop_nir_after: tuple = (0.75, 0.90)
+    clouds_per_cell: tuple = (1, 4)
+    cloud_radius_px: tuple = (35.0, 110.0)
+    cloud_level: tuple = (4000.0, 8000.0)
+    haze: float = 0.0
+    shadow_dark: tuple = (0.40, 0.65)
+    psf_sigma: float = PSF_SIGMA
+    noise_relative: float = 0.012
+    noise_dn: float = 6
+    gain: tuple = (0.85, 1.15)
+    offset: tuple = (-150.0, 150.0)
+
+    @classmethod
+    def random(cls, seed: int) -> Style:
+        """A domain-randomised style drawn from ``seed`` (its own stream, not the layout's)."""
+        rng = np.random.default_rng([seed, 7331])
+        u = lambda lo, hi, n=None: rng.uniform(lo, hi, n)  # noqa: E731
+        soil_tint = u(0.8, 1.25, 4)
+        farm_bright = float(u(0.8, 1.8))
+        spectra = {}
+        for name, base in SPECTRA.items():
+            v = np.array(base, float)
+            if name in _SOIL_CLASSES:
+                v = v * soil_tint * u(0.85, 1.15, 4)
+            elif name in _FARM_SOIL:
+                v = v * soil_tint * farm_bright * u(0.9, 1.1, 4)
+            elif name in _VEGETATION:
+                v = v * u(0.8, 1.2, 4) * np.array([1, 1, 1, u(0.75, 1.25)])
+            else:  # water, roofs
+                v = v * u(0.85, 1.15, 4)
+            spectra[name] = tuple(float(x) for x in np.clip(v, 50, 9000))
+        short = float(u(6, 30))
+        start = u(0.05, 1.0, 5)
+        return cls(
+            name="random",
+            spectra=spectra,
+            texture=float(np.exp(u(np.log(0.5), np.log(2.5)))),
+            district_hm2=(float(u(4, 15)), float(u(20, 80))),
+            parcel_rows_px=(short, short * float(u(1.3, 2.5))),
+            parcel_cols_px=(short * float(u(1.0, 2.0)), short * float(u(2.5, 6.0))),
+            start_states=tuple(float(x) for x in start / start.sum()),
+            harvest=float(u(0.05, 0.3)),
+            crop_tilled=float(u(0.05, 0.3)),
+            stubble_tilled=float(u(0.1, 0.6)),
+            sowing=float(u(0.0, 0.5)),
+            crop_nir_after=tuple(sorted(float(x) for x in u(0.6, 1.25, 2))),
+            clouds_per_cell=(0, int(rng.integers(2, 7))),
+            cloud_radius_px=(float(u(20, 50)), float(u(80, 200))),
+            cloud_level=(float(u(2500, 5000)), float(u(6000, 9000))),
+            haze=float(u(0.0, 0.7)),
+            shadow_dark=(float(u(0.2, 0.45)), float(u(0.5, 0.75))),
+            psf_sigma=float(u(0.4, 1.2)),
+            noise_relative=float(u(0.005, 0.03)),
+            noise_dn=float(u(3, 20)),
+            gain=(float(u(0.7, 0.95)), float(u(1.05, 1.3))),
+            offset=(float(u(-300, -50)), float(u(50, 300))),
+        )
+
+    @classmethod
+    def named(cls, name: str, seed: int) -> Style:
+        """The style called ``name`` ("classic" or "random", drawn from ``seed``)."""
+        if name == "classic":
+            return cls()
+        if name == "random":
+            return cls.random(seed)
+        raise InputError(
+            f"scene style {name!r} is not known; expected one of {', '.join(STYLES)}",
+            fix="pass --style classic or --style random",
+        )
+
+    def record(self) -> dict:
+        """The style as plain JSON values (for scene.json)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "spectra"}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+        out["spectra"] = {k: [round(x, 1) for x in v] for k, v in self.spectra.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -427,6 +572,7 @@ class _Cloud:
     dy: int
     dx: int
     dark: float
+    opacity: float = 1.0
 
     def bbox(self, shadow=False):
         r = 1.7 * max(self.a, self.b)
@@ -539,9 +685,10 @@ _TEMPLATES = {
 
 
 class _Planner:
-    def __init__(self, seed: int, size: int):
+    def __init__(self, seed: int, size: int, style: Style | None = None):
         self.seed = seed
         self.size = size
+        self.style = style or Style()
         self.rng = np.random.default_rng(seed)
         self.space = _Space()
         self.disturbances: list[_Disturbance] = []
@@ -617,7 +764,7 @@ class _Planner:
         return prnm, str(rng.choice(owners)).format(**fill), str(rng.choice(approvers))
 
     def spectrum(self, name: str, spread=0.15) -> np.ndarray:
-        base = np.array(SPECTRA[name], np.float32)
+        base = np.array(self.style.spectra[name], np.float32)
         return (
             base
             * np.float32(self.rng.uniform(1 - spread, 1 + spread))
@@ -846,11 +993,12 @@ class _Planner:
 
     def plan_farmland_cell(self, cell):
         rng = self.rng
+        st = self.style
         for _ in range(int(rng.integers(2, 4))):
             for _ in range(40):
                 cx, cy = self.point_in(cell, 80)
                 district = _blob(
-                    rng, cx, cy, self.hm2(12, 40), amp=0.3, harmonics=5, elong=(1.0, 1.8)
+                    rng, cx, cy, self.hm2(*st.district_hm2), amp=0.3, harmonics=5, elong=(1.0, 1.8)
                 )
                 if self.space.clear(district, 5, ("water", "village", "existing", "farm")):
                     break
@@ -864,10 +1012,10 @@ class _Planner:
             corners = []
             y = miny
             while y < maxy:
-                hgt = rng.uniform(10, 22)
+                hgt = rng.uniform(*st.parcel_rows_px)
                 x = minx
                 while x < maxx:
-                    wid = rng.uniform(14, 40)
+                    wid = rng.uniform(*st.parcel_cols_px)
                     corners.append((x + 0.6, y + 0.6, x + wid - 0.6, y + hgt - 0.6))
                     x += wid
                 y += hgt
@@ -888,15 +1036,17 @@ class _Planner:
                 b = _as_multi(b)
                 if b.is_empty:
                     continue
-                before = int(rng.choice(5, p=[0.4, 0.25, 0.08, 0.07, 0.2]))
+                before = int(rng.choice(5, p=list(st.start_states)))
                 after = before
                 u = rng.uniform()
-                if before == CROP and u < 0.15:
+                if before == CROP and u < st.harvest:
                     after = STUBBLE
-                elif before == CROP and u < 0.35:
+                elif before == CROP and u < st.harvest + st.crop_tilled:
                     after = TILLED
-                elif before == STUBBLE and u < 0.35:
+                elif before == STUBBLE and u < st.stubble_tilled:
                     after = TILLED
+                elif before in (TILLED, BARE) and u < st.sowing:
+                    after = CROP
                 if after != before and not self.space.clear(b, 20, ("dist", "range", "idle")):
                     after = before
                 pc = b.centroid
@@ -940,14 +1090,15 @@ class _Planner:
 
     def plan_clouds_cell(self, cell):
         rng = self.rng
-        want = int(rng.integers(1, 4))
+        st = self.style
+        want = int(rng.integers(*st.clouds_per_cell))
         placed = 0
         for _ in range(200):
             if placed >= want:
                 break
             date = int(rng.integers(0, 2))
             zen, az = SUN[date]
-            a = rng.uniform(35, 110)
+            a = rng.uniform(*st.cloud_radius_px)
             cloud = _Cloud(
                 date=date,
                 cy=0,
@@ -959,10 +1110,15 @@ class _Planner:
                 spectrum=np.zeros(4, np.float32),
                 dy=0,
                 dx=0,
-                dark=float(rng.uniform(0.40, 0.65)),
+                dark=float(rng.uniform(*st.shadow_dark)),
             )
+            if st.haze > 0 and rng.uniform() < st.haze:  # thin haze: wide, translucent
+                cloud.opacity = float(rng.uniform(0.25, 0.6))
+                cloud.a *= float(rng.uniform(2, 3))
+                cloud.b *= float(rng.uniform(2, 3))
+                cloud.dark *= cloud.opacity
             cloud.cx, cloud.cy = self.point_in(cell, 0)
-            level = rng.uniform(4000, 8000)
+            level = rng.uniform(*st.cloud_level)
             cloud.spectrum = (
                 level * np.array([1.04, 1.0, 0.98, 0.97]) * rng.uniform(0.97, 1.03, 4)
             ).astype(np.float32)
@@ -1241,7 +1397,10 @@ def cloud_alpha(cloud: _Cloud, r0: int, c0: int, h: int, w: int) -> np.ndarray:
         r0, c0, h, w, cloud.a / 7, cloud.key + 1
     )
     t = np.clip((1.0 - d + 0.3 * n) / 0.45, 0, 1)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    alpha = (t * t * (3 - 2 * t)).astype(np.float32)
+    if cloud.opacity != 1.0:
+        alpha *= np.float32(cloud.opacity)
+    return alpha
 
 
 def cloud_polygon(cloud: _Cloud, threshold: float = 0.02):
@@ -1266,7 +1425,7 @@ class _Renderer:
     def __init__(self, plan: _Planner):
         self.p = plan
         rng = plan.rng
-        S = {k: np.array(v, np.float32) for k, v in SPECTRA.items()}
+        S = {k: np.array(v, np.float32) for k, v in plan.style.spectra.items()}
         jitter = lambda: rng.uniform(0.93, 1.07, 4).astype(np.float32)  # noqa: E731
         self.forest = S["forest"] * jitter()
         self.grass = S["grass"] * jitter()
@@ -1278,7 +1437,8 @@ class _Renderer:
             [vis, vis, vis * rng.uniform(1.05, 1.15), rng.uniform(0.75, 0.90)], np.float32
         )
         self.ph_crop = np.array(
-            [vis, vis, vis * rng.uniform(1.02, 1.10), rng.uniform(0.75, 0.90)], np.float32
+            [vis, vis, vis * rng.uniform(1.02, 1.10), rng.uniform(*plan.style.crop_nir_after)],
+            np.float32,
         )
         parcel = np.stack([S[s] for s in PARCEL_STATES])
         parcel_after = parcel.copy()
@@ -1349,6 +1509,9 @@ class _Renderer:
         v += 0.35 * ec / p.elev_relief
         fw = np.clip((v - p.forest_thr) / 0.25 + 0.5, 0, 1)
         tex = {c: grid_noise(r0, c0, h, w, c, k(f"tex{c}")) for c in (2, 3, 6, 12, 40)}
+        if p.style.texture != 1.0:
+            g = np.float32(p.style.texture)
+            tex = {c: g * t for c, t in tex.items()}
         return dzdx, dzdn, fw, tex
 
     def render(self, r0: int, c0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1581,6 +1744,7 @@ def generate_scene(
     *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    style: str | Style = "classic",
 ) -> SceneFiles:
     """Write a seeded synthetic two-date scene with truth into ``out_dir``.
 
@@ -1599,6 +1763,9 @@ def generate_scene(
         Replace scene files already in ``out_dir``; otherwise raise.
     progress : callable, optional
         ``progress(done, total, stage)`` with stage ``"plan"``, ``"render"`` or ``"vectors"``.
+    style : str or Style
+        ``"classic"`` (the default look), ``"random"`` (a domain-randomised look drawn
+        from ``seed``: see :class:`Style`), or a :class:`Style`.
 
     Returns
     -------
@@ -1611,7 +1778,7 @@ def generate_scene(
     Raises
     ------
     InputError
-        ``seed`` negative or ``size`` below 256.
+        ``seed`` negative, ``size`` below 256 or an unknown ``style``.
     OutputExistsError
         ``out_dir`` already holds scene files and ``overwrite`` is false.
     """
@@ -1625,13 +1792,15 @@ def generate_scene(
             f"seed {seed!r} is not a non-negative integer",
             fix="pass --seed 0 or another whole number",
         )
+    if not isinstance(style, Style):
+        style = Style.named(str(style), int(seed))
     out_dir = Path(out_dir)
     _check_output(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = progress or (lambda done, total, stage: None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        counts = _generate_into(tmp, int(seed), int(size), report)
+        counts = _generate_into(tmp, int(seed), int(size), report, style)
         for name in OUTPUT_NAMES:
             os.replace(tmp / name, out_dir / name)
     finally:
@@ -1640,11 +1809,11 @@ def generate_scene(
     return files
 
 
-def _generate_into(tmp: Path, seed: int, size: int, report: Progress) -> dict:
+def _generate_into(tmp: Path, seed: int, size: int, report: Progress, style: Style) -> dict:
     nstrips = math.ceil(size / STRIP)
     total = 2 + nstrips
     report(0, total, "plan")
-    plan = _Planner(seed, size)
+    plan = _Planner(seed, size, style)
     plan.plan()
     renderer = _Renderer(plan)
     report(1, total, "plan")
@@ -1652,8 +1821,8 @@ def _generate_into(tmp: Path, seed: int, size: int, report: Progress) -> dict:
     angle = rng.uniform(0, 2 * np.pi)
     magnitude = rng.uniform(0.3, MAX_SHIFT_PX)
     shift = (magnitude * math.sin(angle), magnitude * math.cos(angle))  # rows, cols
-    gain = rng.uniform(0.85, 1.15, 4).astype(np.float32)
-    offset = rng.uniform(-150, 150, 4).astype(np.float32)
+    gain = rng.uniform(*style.gain, 4).astype(np.float32)
+    offset = rng.uniform(*style.offset, 4).astype(np.float32)
     x0, y0 = _geo_origin(seed, size)
     transform = Affine(PIXEL_M, 0, x0, 0, -PIXEL_M, y0)
     profile = dict(
@@ -1671,7 +1840,11 @@ def _generate_into(tmp: Path, seed: int, size: int, report: Progress) -> dict:
         predictor=2,
         bigtiff="IF_SAFER",
     )
-    kernels = [(_psf_kernel(0.0), _psf_kernel(0.0)), (_psf_kernel(shift[0]), _psf_kernel(shift[1]))]
+    sigma = style.psf_sigma
+    kernels = [
+        (_psf_kernel(0.0, sigma), _psf_kernel(0.0, sigma)),
+        (_psf_kernel(shift[0], sigma), _psf_kernel(shift[1], sigma)),
+    ]
     paths = [tmp / "before.tif", tmp / "after.tif"]
     with (
         rasterio.open(paths[0], "w", **profile) as dst0,
@@ -1682,7 +1855,8 @@ def _generate_into(tmp: Path, seed: int, size: int, report: Progress) -> dict:
             dst.update_tags(
                 TIFFTAG_DATETIME=TIFF_DATETIMES[date],
                 ACQUISITION_DATE=DATES[date].isoformat(),
-                GENERATOR=f"swc-rs {__version__} sample seed={seed} size={size}",
+                GENERATOR=f"swc-rs {__version__} sample seed={seed} size={size}"
+                + ("" if style.name == "classic" else f" style={style.name}"),
                 SYNTHETIC="yes",
             )
         for s in range(nstrips):
@@ -1697,8 +1871,10 @@ def _generate_into(tmp: Path, seed: int, size: int, report: Progress) -> dict:
                     band = ndimage.correlate1d(img[b], kcol, axis=1, mode="nearest")
                     band = ndimage.correlate1d(band, krow, axis=0, mode="nearest")[HALO : HALO + h]
                     block[b] = band[:, HALO : HALO + size]
-                block *= 1 + 0.012 * noise_rng.standard_normal(block.shape, dtype=np.float32)
-                block += 6 * noise_rng.standard_normal(block.shape, dtype=np.float32)
+                block *= 1 + style.noise_relative * noise_rng.standard_normal(
+                    block.shape, dtype=np.float32
+                )
+                block += style.noise_dn * noise_rng.standard_normal(block.shape, dtype=np.float32)
                 if date == 1:
                     block *= gain[:, None, None]
                     block += offset[:, None, None]
@@ -1724,10 +1900,13 @@ def _generate_into(tmp: Path, seed: int, size: int, report: Progress) -> dict:
         },
         "after_gain": [round(float(g), 4) for g in gain],
         "after_offset": [round(float(o), 2) for o in offset],
-        "psf_sigma_px": PSF_SIGMA,
-        "noise": {"relative": 0.012, "additive_dn": 6},
+        "psf_sigma_px": style.psf_sigma,
+        "noise": {"relative": style.noise_relative, "additive_dn": style.noise_dn},
+        "style": style.name,
         "counts": counts,
     }
+    if style.name != "classic":
+        info["style_parameters"] = style.record()
     (tmp / "scene.json").write_text(
         json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8"
     )
@@ -1804,7 +1983,10 @@ def _write_vectors(tmp: Path, plan: _Planner, seed: int, size: int, x0: float, y
     for parcel, (before, after, *_rest) in zip(plan.parcels, plan.parcel_states, strict=False):
         if before != after:
             conf_recs.append(
-                {"KIND": "tillage" if after == TILLED else "harvest", "DATE": DATES[1].isoformat()}
+                {
+                    "KIND": {TILLED: "tillage", CROP: "sowing"}.get(after, "harvest"),
+                    "DATE": DATES[1].isoformat(),
+                }
             )
             conf_geoms.append(parcel)
     for before, after in plan.reservoirs:

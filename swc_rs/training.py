@@ -83,7 +83,7 @@ FAMILY_ROLES = {
 }
 #: Confounder KIND of the generated scenes → X_REASON of a false alarm.
 REASON_OF_KIND = {
-    "tillage": "耕地翻耕", "harvest": "耕地翻耕", "drawdown": "水位变化",
+    "tillage": "耕地翻耕", "harvest": "耕地翻耕", "sowing": "耕地翻耕", "drawdown": "水位变化",
     "cloud": "云及阴影", "cloud_shadow": "云及阴影", "haze": "云及阴影", "season": "季节性植被变化",
 }
 OTHER_REASON = "其他"
@@ -724,31 +724,34 @@ def write_card(card: dict, path: Path) -> Path:
 
 def default_sources(work: Path, real: Path | None = DEFAULT_REAL, seeds: Sequence[int] = TRAINING_SEEDS, size: int = 1024,
                     progress: Progress | None = None, haze_every: int = 0, resample_every: int = 0,
-                    resample_m: Sequence[float] = (1.0, 4.0)) -> list[Source]:
+                    resample_m: Sequence[float] = (1.0, 4.0), style: str = "classic") -> list[Source]:
     """Generated training scenes (into ``work``) and the labelled real cities.
 
     ``haze_every`` = k > 0: every k-th scene (the first, the k+1-th ...) also gets a
     hazy copy (:func:`swc_rs.augment.hazy_copy`, seeded by the scene's seed).
     ``resample_every`` = k > 0: every k-th scene (the second, the k+2-th ...) also gets
     a copy at each pixel size of ``resample_m`` (:func:`swc_rs.augment.resampled_copy`).
+    ``style``: the scenes' look (:class:`swc_rs.sample.Style`): ``"classic"``, ``"random"``
+    (each seed its own domain-randomised look) or ``"mixed"`` (odd seeds random).
     """
     from swc_rs.augment import hazy_copy, resampled_copy
     from swc_rs.sample import generate_scene
 
     sources = []
     for index, seed in enumerate(seeds):
-        folder = work / f"scene_{seed}"
+        look = style if style != "mixed" else ("random" if seed % 2 else "classic")
+        folder = work / (f"scene_{seed}" + ("" if look == "classic" else f"_{look}"))
         if not (folder / "truth.gpkg").exists():
-            generate_scene(folder, seed=seed, size=size, overwrite=True)
+            generate_scene(folder, seed=seed, size=size, overwrite=True, style=look)
         group = f"generated_{'even' if seed % 2 == 0 else 'odd'}"
         sources.append(scene_source(folder, group=group))
         if haze_every > 0 and index % haze_every == 0:
-            hazy = hazy_copy(folder, work / f"scene_{seed}_haze", seed=seed)
+            hazy = hazy_copy(folder, work / f"{folder.name}_haze", seed=seed)
             sources.append(Source(hazy.name, "scene", hazy / "before.tif", hazy / "after.tif", group, hazy / "truth.gpkg",
                                   origin=folder.name))
         if resample_every > 0 and index % resample_every == 1 % resample_every:
             for pixel_m in resample_m:
-                copy = resampled_copy(folder, work / f"scene_{seed}_{pixel_m:g}m", pixel_m=pixel_m)
+                copy = resampled_copy(folder, work / f"{folder.name}_{pixel_m:g}m", pixel_m=pixel_m)
                 sources.append(Source(copy.name, "scene", copy / "before.tif", copy / "after.tif", group, copy / "truth.gpkg",
                                       origin=folder.name))
         if progress:
@@ -775,6 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also train on copies of every K-th generated scene at each --resample-m pixel size (0: none)")
     parser.add_argument("--resample-m", type=float, nargs="+", default=[1.0, 4.0], metavar="M",
                         help="pixel sizes (m) of the resampled copies (default: 1 4)")
+    parser.add_argument("--style", choices=["classic", "random", "mixed"], default="classic",
+                        help="look of the generated scenes (swc-rs sample --style; mixed: odd seeds random)")
     parser.add_argument("--patch-only", action="store_true",
                         help="no pixel models: the rule mask finds patches, the model types them (the shipped default)")
     args = parser.parse_args(argv)
@@ -786,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         sources = default_sources(work, None if args.no_real else args.real, args.seeds, args.size, progress=log.info,
                                   haze_every=args.haze_every, resample_every=args.resample_every,
-                                  resample_m=args.resample_m)
+                                  resample_m=args.resample_m, style=args.style)
         options = TrainOptions(pixel_models=not args.patch_only)
         bundle, card = train(sources, options, cross_validate=not args.no_cv)
         save_model(bundle, card, args.output)

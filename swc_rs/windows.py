@@ -67,6 +67,8 @@ class DetectRequest:
     #: Change detector: ``"auto"`` (the shipped network that fits the pair, else the
     #: rules), ``"rules"``, or the path of an ONNX change model (:mod:`swc_rs.change.learned`).
     change_model: str = "auto"
+    #: The land survey's layer (``detect --landuse``): classes for typing and colouring.
+    landuse: Path | None = None
 
 
 def _calibrate(pair: RasterPair, config: DetectConfig) -> tuple[Normalisation, tuple[float, float], int]:

@@ -230,3 +230,62 @@ def test_illustrative_city_zones():
     assert 13_000 < zones.geometry.area.sum() / 1e6 < 19_000  # km², Ya'an is 15,046 km²
     union = shapely.union_all(zones.geometry.values)
     assert abs(union.area - zones.geometry.area.sum()) < 1e3  # no overlaps
+
+
+@pytest.fixture(scope="module")
+def randomised(tmp_path_factory):
+    out = tmp_path_factory.mktemp("random") / "s"
+    return S.generate_scene(out, seed=5, size=320, style="random")
+
+
+def test_random_style_is_seeded_and_looks_other_than_classic(tmp_path, small, randomised):
+    again = S.generate_scene(tmp_path / "again", seed=5, size=320, style="random")
+    assert np.array_equal(read(randomised.after), read(again.after))
+    assert not np.array_equal(read(small.before), read(randomised.before))
+    info = json.loads(randomised.info.read_text(encoding="utf-8"))
+    assert info["style"] == "random"
+    drawn = info["style_parameters"]
+    assert drawn["spectra"]["tilled"] != [round(x, 1) for x in S.SPECTRA["tilled"]]
+    assert S.Style.random(5) == S.Style.random(5) and S.Style.random(5) != S.Style.random(6)
+    assert json.loads(small.info.read_text(encoding="utf-8"))["style"] == "classic"
+
+
+def test_random_styles_span_wide_distributions():
+    styles = [S.Style.random(seed) for seed in range(40)]
+    brightness = [s.spectra["tilled"][2] / S.SPECTRA["tilled"][2] for s in styles]
+    assert min(brightness) < 0.9 and max(brightness) > 1.6  # darker and much brighter tilled soil
+    assert min(s.parcel_rows_px[0] for s in styles) < 10 and max(s.parcel_rows_px[0] for s in styles) > 25
+    assert any(s.sowing > 0.3 for s in styles) and any(s.haze > 0.5 for s in styles)
+    assert min(s.clouds_per_cell[0] for s in styles) == 0
+
+
+def test_random_style_truth_matches_painted_pixels(randomised):
+    truth = gpd.read_file(randomised.truth, layer="truth_patches").to_crs("EPSG:32648")
+    assert len(truth) > 0
+    before, after = read(randomised.before).astype(float), read(randomised.after).astype(float)
+    with rasterio.open(randomised.before) as ds:
+        transform = ds.transform
+    changed = 0
+    for geom in truth.geometry:
+        mask = rasterio.features.geometry_mask([geom.buffer(-4)], (320, 320), transform, invert=True)
+        if mask.sum() < 20:
+            continue
+        changed += np.abs(after[:, mask] - before[:, mask]).mean() > 150
+    assert changed >= 1
+
+
+def test_sowing_is_a_confounder_of_some_random_style(tmp_path):
+    kinds = set()
+    for seed in range(6):
+        scene = S.generate_scene(tmp_path / str(seed), seed=seed, size=512, style="random")
+        kinds |= set(gpd.read_file(scene.truth, layer="confounders")["KIND"])
+        if "sowing" in kinds:
+            break
+    assert "sowing" in kinds
+
+
+def test_unknown_style_is_refused(tmp_path):
+    result = CliRunner().invoke(cli, ["sample", "-o", str(tmp_path / "s"), "--size", "256", "--style", "cartoon"])
+    assert result.exit_code == 2 and "cartoon" in result.output
+    with pytest.raises(InputError, match="not known"):
+        S.generate_scene(tmp_path / "x", size=256, style="cartoon")

@@ -30,6 +30,7 @@ Example:
 @click.option("--projects", "projects", required=True, type=_PATH, help="Approved responsibility ranges (PRNM, DPOZ, PRTYPE, SADT, DAREA ...).")
 @click.option("-o", "--output", "output", required=True, type=_PATH, help="Output GeoPackage (EPSG:4490).")
 @click.option("--sensitive", "sensitive", multiple=True, type=_PATH, help="Sensitive areas (red line, national park, water source); repeatable.")
+@click.option("--landuse", "landuse", type=_PATH, default=None, help="Land survey layer (三调 DLTB: DLMC or DLBM; any CRS): unsure patches on farmland are typed 非生产建设项目, suspected violations on forest land red ([landuse] in the config).")
 @click.option("--sensor", type=click.Choice(["auto", "gf", "s2", "landsat", "rgb"]), default="auto", show_default=True, help="Band layout; auto reads band descriptions.")
 @click.option("--bands", "bands", default=None, help="Explicit band roles, e.g. blue=1,green=2,red=3,nir=4.")
 @click.option("--config", "config_path", type=_PATH, default=None, help="Run configuration (pipelines/*.toml).")
@@ -45,7 +46,7 @@ Example:
 @click.option("--fail-on-violations", is_flag=True, help="Exit 3 when suspected violations are found.")
 @verbosity_options
 @handle_errors
-def detect(before, after, zones, projects, output, sensitive, sensor, bands, config_path, model, change_model, rules, previous, history, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
+def detect(before, after, zones, projects, output, sensitive, landuse, sensor, bands, config_path, model, change_model, rules, previous, history, period, window_size, workers, overwrite, fail_on_violations, verbose, quiet):
     """Find disturbance patches between BEFORE and AFTER and judge their compliance.
 
     AFTER is aligned onto BEFORE's grid over their common extent. The output holds
@@ -66,7 +67,7 @@ def detect(before, after, zones, projects, output, sensitive, sensor, bands, con
     executor = None if refused else _early_workers(before, config.raster.window_size, workers)
     try:
         request = _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous,
-                           history, workers, change_model)
+                           history, workers, change_model, landuse)
         calibration = None
         if executor is not None:
             # The calibration starts in the worker as soon as it has its imports, while
@@ -106,7 +107,7 @@ def _early_workers(before: Path, window_size: int, workers: int):
 
 
 def _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous, history,
-             workers, change_model=None):
+             workers, change_model=None, landuse=None):
     from swc_rs.sensors import parse_band_map
     from swc_rs.windows import DetectRequest
 
@@ -119,7 +120,7 @@ def _request(before, after, zones, projects, sensitive, sensor, bands, config, m
         before=before, after=after, zones=zones, projects=projects, sensitive=tuple(sensitive),
         sensor=sensor, band_map=parse_band_map(bands) if bands else None, config=config,
         model=None if rules else (model or _default_model()), workers=workers, previous=previous, history=history,
-        change_model="rules" if rules else str(change_model or "auto"),
+        change_model="rules" if rules else str(change_model or "auto"), landuse=landuse,
     )
 
 

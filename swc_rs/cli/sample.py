@@ -30,6 +30,7 @@ scene.json (seed, shift, gains).  The same seed and size give identical rasters.
 Examples:
   $ swc-rs sample -o data/sample_tiles --seed 0 --size 1024
   $ swc-rs sample -o /tmp/bench --seed 7 --size 8192 --overwrite
+  $ swc-rs sample -o /tmp/other --seed 5 --style random
   $ swc-rs detect /tmp/bench/before.tif /tmp/bench/after.tif \\
         --zones /tmp/bench/zones.gpkg --projects /tmp/bench/projects.gpkg -o /tmp/bench/out.gpkg
 """
@@ -62,10 +63,21 @@ _STAGES = {"plan": "generate", "render": "generate", "vectors": "generate"}
     metavar="PX",
     help="Width and height in pixels (2 m); every 1024×1024 cell holds every BYD class.",
 )
+@click.option(
+    "--style",
+    default="classic",
+    show_default=True,
+    type=click.Choice(["classic", "random"]),
+    help="classic: the default look. random: spectra, textures, parcel shapes and sizes, "
+    "farming calendar, cloud kinds and sensor drawn from wide distributions by the seed "
+    "(domain randomisation), to test models on a look they were not trained on.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace scene files already in DIR.")
 @verbosity_options
 @handle_errors
-def sample(out_dir: Path, seed: int, size: int, overwrite: bool, verbose: int, quiet: int) -> None:
+def sample(
+    out_dir: Path, seed: int, size: int, style: str, overwrite: bool, verbose: int, quiet: int
+) -> None:
     configure_logging(verbose - quiet)
     from swc_rs.sample import generate_scene
 
@@ -76,6 +88,7 @@ def sample(out_dir: Path, seed: int, size: int, overwrite: bool, verbose: int, q
             seed=seed,
             size=size,
             overwrite=overwrite,
+            style=style,
             progress=lambda done, total, stage: update(_STAGES.get(stage, stage), done, total),
         )
     elapsed = time.perf_counter() - start
@@ -83,7 +96,7 @@ def sample(out_dir: Path, seed: int, size: int, overwrite: bool, verbose: int, q
         return
     counts = files.counts
     click.echo(
-        f"Wrote a synthetic {size}×{size} scene (seed {seed}) to {files.directory} in {elapsed:.1f} s"
+        f"Wrote a synthetic {size}×{size} scene (seed {seed}, style {style}) to {files.directory} in {elapsed:.1f} s"
     )
     click.echo("  files    " + ", ".join(p.name for p in files.paths()))
     click.echo(
