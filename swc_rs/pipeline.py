@@ -10,6 +10,7 @@ in the spawned window workers, is in :mod:`swc_rs.windows`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -33,7 +34,7 @@ from swc_rs.change.detectors import RulesDetector
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
 from swc_rs.crops import CropSpool
-from swc_rs.errors import SwcWarning, VectorInputError
+from swc_rs.errors import ModelError, SwcWarning, VectorInputError
 from swc_rs.history import link_previous
 from swc_rs.patches import merge_seams, shape_metrics, to_map
 from swc_rs.raster import RasterPair, file_checksum, iter_windows, open_pair
@@ -143,17 +144,27 @@ def read_projects(path: Path, layer: str | None, area_crs: str) -> gpd.GeoDataFr
     return projects.reset_index(drop=True)
 
 
-def read_sensitive(paths: Sequence[Path], area_crs: str) -> gpd.GeoDataFrame | None:
-    frames = []
+def read_sensitive_layers(paths: Sequence[Path], area_crs: str) -> dict[Path, gpd.GeoDataFrame]:
+    """Each sensitive layer (NAME, KIND), by path."""
+    layers = {}
     for path in paths:
         frame = read_layer(path, None, to_crs=area_crs, what="sensitive areas")
         frame = repair_geometries(frame, path=path, what="sensitive area", name_field="NAME")
         if "NAME" not in frame.columns:
             frame["NAME"] = Path(path).stem
-        frames.append(frame[[c for c in ("NAME", "KIND") if c in frame.columns] + ["geometry"]])
-    if not frames:
+        layers[Path(path)] = frame[[c for c in ("NAME", "KIND") if c in frame.columns] + ["geometry"]]
+    return layers
+
+
+def merge_sensitive(layers: dict[Path, gpd.GeoDataFrame], area_crs: str) -> gpd.GeoDataFrame | None:
+    """The sensitive layers as one frame (None when there are none)."""
+    if not layers:
         return None
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=area_crs)
+    return gpd.GeoDataFrame(pd.concat(list(layers.values()), ignore_index=True), crs=area_crs)
+
+
+def read_sensitive(paths: Sequence[Path], area_crs: str) -> gpd.GeoDataFrame | None:
+    return merge_sensitive(read_sensitive_layers(paths, area_crs), area_crs)
 
 
 def choose_area_crs(pair: RasterPair, wanted: str = AREA_CRS) -> str:
@@ -400,9 +411,30 @@ def _period(config: DetectConfig, t2: dt.date | None) -> str:
     return today
 
 
+@contextlib.contextmanager
+def recording_warnings(into: list[str]):
+    """Record the text of every :class:`SwcWarning` raised inside (into ``into``), still
+    showing it as before (the CLI logs it; a batch tile records it too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SwcWarning)
+        shown = warnings.showwarning
+
+        def tee(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SwcWarning):
+                into.append(str(message))
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = tee
+        yield into
+
+
 def detect(request: DetectRequest, progress: Progress | None = None, executor=None,
            calibration: Future | None = None) -> DetectResult:
     """Run the whole detection on two dates of imagery.
+
+    Every :class:`~swc_rs.errors.SwcWarning` raised on the way (inputs that need a
+    second look, see :mod:`swc_rs.input_checks`; repaired geometries ...) is recorded in
+    ``run_info["warnings"]``.
 
     Parameters
     ----------
@@ -426,8 +458,18 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
     Raises
     ------
     InputError
-        Any bad input (see :mod:`swc_rs.errors`); nothing has been written then.
+        Any bad input (see :mod:`swc_rs.errors`, :mod:`swc_rs.input_checks`); nothing
+        has been written then.
     """
+    recorded: list[str] = []
+    with recording_warnings(recorded):
+        result = _detect(request, progress, executor, calibration)
+    result.run_info["warnings"] = recorded
+    return result
+
+
+def _detect(request: DetectRequest, progress: Progress | None, executor, calibration: Future | None) -> DetectResult:
+    from swc_rs import input_checks
     from swc_rs.workers import reuse_freed_memory
 
     progress = progress or _noop
@@ -454,10 +496,18 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         sums = {name: loader.submit(_checksums, paths) for name, paths in (
             ("before", [request.before]), ("after", [request.after]), ("zones", [request.zones]),
             ("projects", [request.projects]), ("sensitive", list(request.sensitive)))}
+        t1, t2 = pair.dates
+        input_checks.check_dates(t1, t2, before=request.before, after=request.after,
+                                 max_span_days=config.inputs.max_span_days)
+        input_checks.check_extent(pair, config.smallest_min_area_hm2)
+        input_checks.check_pixels(pair)
         area_crs = choose_area_crs(pair)
         zones = read_zones(request.zones, request.zones_layer, area_crs)
         projects = read_projects(request.projects, request.projects_layer, area_crs)
-        sensitive = read_sensitive(request.sensitive, area_crs)
+        sensitive_layers = read_sensitive_layers(request.sensitive, area_crs)
+        input_checks.check_layers(input_checks.scene_outline(pair, area_crs), zones=zones, zones_path=request.zones,
+                                  projects=projects, projects_path=request.projects, sensitive=sensitive_layers)
+        sensitive = merge_sensitive(sensitive_layers, area_crs)
         history = None
         if request.history is not None:
             from swc_rs.verification import load_store
@@ -514,6 +564,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         feats = features_from_stats(stats[keep], metric)
         clock.lap("features")
         relative = norm.relative  # not reflectance: the model and absolute typing rules do not hold
+        _check_model_fits(request, model, pair, pixel_m)
         if model is not None and not relative:
             from swc_rs.workers import one_native_thread
 
@@ -525,7 +576,6 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         frame["X_CONF"] = np.round(conf, 3)
         frame["X_REASON"] = ""
         frame["NOTE"] = [f"自动判读：疑似{r}" if r else "" for r in reason]
-        t1, t2 = pair.dates
         judged = compliance.judge(frame, projects, sensitive, config, pixel_size_m=pixel_m)
         clock.lap("compliance")
 
@@ -625,6 +675,25 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         chip_crops=chip_crops,
         crop_spool=spool,
     )
+
+
+def _check_model_fits(request: DetectRequest, model, pair: RasterPair, pixel_m: float) -> None:
+    """Refuse a patch model given explicitly (not the shipped default) that was not
+    trained on imagery like this pair's: it would silently fall back to the rules."""
+    from swc_rs.model import default_model_path
+
+    if model is None or request.model is None or not model.applies_to(None, None):
+        return
+    if model.applies_to(pair.roles, pixel_m):
+        return
+    default = default_model_path()
+    if default is not None and Path(request.model).resolve() == default.resolve():
+        return
+    domain = (model.bundle.get("patch") or {}).get("domain") or {}
+    raise ModelError(
+        f"the patch model was trained on {'/'.join(domain.get('families') or ['?'])} imagery of pixels up to "
+        f"{domain.get('max_pixel_m', '?')} m; this pair has {', '.join(pair.roles)} at {pixel_m:.2f} m",
+        path=request.model, fix="give a model trained on this sensor, or leave --model out (the rules type the patches)")
 
 
 def _change_detector(request: DetectRequest, pair: RasterPair, pixel_m: float, pool: _WindowPool):
