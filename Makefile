@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo test fuzz lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 ## make test: the whole suite (unit, property, CLI, end-to-end on generated scenes)
 test: $(STAMP) check-rules
 	$(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider
+
+## make fuzz: the long hypothesis profile of the raster and vector reader fuzzing (2000 damaged files each)
+fuzz: $(STAMP)
+	SWC_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_readers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check swc_rs tests benchmarks

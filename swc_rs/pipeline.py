@@ -122,6 +122,9 @@ def read_zones(path: Path, layer: str | None, area_crs: str) -> gpd.GeoDataFrame
     if len(zones) == 0:
         raise VectorInputError("the zones layer is empty", path=path, fix="give the zone outlines (zones/zones_illustrative.gpkg)")
     zones = repair_geometries(zones, path=path, what="zone", name_field="ZONE_CODE")
+    if len(zones) == 0:
+        raise VectorInputError("the zones layer has no polygon (its features are empty, points or lines)", path=path,
+                               fix="give the zone outlines as polygons (zones/zones_illustrative.gpkg)")
     zones["ZONE_CODE"] = zones["ZONE_CODE"].astype(str)
     if "ZONE_NAME" not in zones.columns:
         zones["ZONE_NAME"] = ""

@@ -741,6 +741,8 @@ def import_field_results(field_path: str | Path, store_path: str | Path, *, outp
     for out in outputs:
         if Path(out).exists() and store_path.exists() and Path(out).resolve() == store_path.resolve():
             raise InputError("--output names the store itself", path=out, fix="give the detect output (OUT.gpkg) with --output")
+    if store_path.exists() and not is_history_store(store_path):
+        load_store(store_path)  # says why, before a lock file is put beside someone else's file
     with _locked(store_path):
         store = load_store(store_path)
         registrations = [read_output(o) for o in outputs]

@@ -34,6 +34,9 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".gpkg":
         raise InputFileError("the output must be a GeoPackage", path=path, fix="end the output name with .gpkg")
+    if path.is_symlink():
+        raise InputFileError(f"the output is a symbolic link (to {os.readlink(path)}); swc-rs never writes through one",
+                             path=path, fix="give the real path of the output, or remove the link")
     if path.exists() and not overwrite:
         raise OutputExistsError("the output already exists", path=path, fix="choose another name or add --overwrite")
     if path.exists():
@@ -43,8 +46,13 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
             raise OutputExistsError("is a history store; swc-rs never overwrites it, not even with --overwrite", path=path,
                                     fix="choose another output name (the store is given with --history)")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
+    try:
         parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputFileError(f"the output's folder cannot be made ({err.strerror})", path=path,
+                             fix="give an output in a folder you can write (a path under a regular file is not one)") from err
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError("the output's folder is not writable", path=path, fix="give an output in a folder you can write")
     return path
 
 
