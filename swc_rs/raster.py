@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio._err import CPLE_BaseError
 from rasterio.errors import CRSError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -306,7 +306,7 @@ class RasterPair:
         except (CRSError, CPLE_BaseError, ValueError) as err:
             raise RasterInputError(
                 f"its CRS ({self._after.crs}) cannot be transformed to BEFORE's ({b.crs}): {str(err)[:200]}",
-                path=self.after_path, fix="give AFTER in an Earth CRS (e.g. its UTM zone or EPSG:4490); gdalwarp -t_srs converts it")
+                path=self.after_path, fix="give AFTER in an Earth CRS (e.g. its UTM zone or EPSG:4490); gdalwarp -t_srs converts it") from err
         if not all(math.isfinite(v) for v in a_bounds):
             raise RasterInputError(f"its extent cannot be expressed in BEFORE's CRS ({b.crs})", path=self.after_path,
                                    fix="give AFTER in BEFORE's CRS (gdalwarp -t_srs)")

@@ -64,7 +64,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,9 +338,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _update_store(path: Path, change: Callable[[Path], None]) -> None:
     """Copy the store (or create one) to a temporary file, apply ``change``, rename it onto ``path``."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    from swc_rs.export.atomic import is_write_failure, temporary_beside, write_failed
+
+    try:
+        tmp = temporary_beside(path, ".gpkg")
+    except OSError as err:
+        raise write_failed(path, err) from err
     try:
         if path.exists():
             shutil.copyfile(path, tmp)
@@ -350,8 +352,10 @@ def _update_store(path: Path, change: Callable[[Path], None]) -> None:
             _create_store(tmp)
         change(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_write_failure(err):
+            raise write_failed(path, err) from err
         raise
     finally:
         for suffix in ("-journal", "-wal", "-shm"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pandas as pd
 import pyogrio
 
 from swc_rs.errors import InputFileError, OutputExistsError
+from swc_rs.export.atomic import is_write_failure, temporary_beside, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,10 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
         Idle worker processes (detect's window workers) that make a slice of the chips each.
     """
     path = check_output(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    try:
+        tmp = temporary_beside(path, ".gpkg")
+    except OSError as err:
+        raise write_failed(path, err) from err
     tmp.unlink()
     from swc_rs.export.chips import result_chips, write_chips
     from swc_rs.export.styles import write_styles
@@ -108,10 +109,14 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
             write_styles(tmp, path)  # while the chips are made
             write_chips(tmp, result, chips=made.result() if made is not None else chips)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             if made is not None:
                 made.cancel()
             tmp.unlink(missing_ok=True)
+            for side in ("-journal", "-wal", "-shm"):
+                Path(str(tmp) + side).unlink(missing_ok=True)
+            if is_write_failure(err):
+                raise write_failed(path, err) from err
             raise
     log.info("wrote %s", path)
     return path
