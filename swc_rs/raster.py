@@ -98,7 +98,10 @@ def expand_window(window: Window, halo: int, grid: Grid) -> tuple[Window, tuple[
 
 
 def file_checksum(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file (inputs are recorded in run_info)."""
+    """SHA-256 of a file (inputs are recorded in run_info); ``remote`` for a remote one
+    (it is not read twice)."""
+    if is_remote(path):
+        return "remote"
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -159,8 +162,14 @@ class Band:
         return (reflectance - self.offsets[role]) / self.scales[role]
 
 
+def is_remote(path: str | Path) -> bool:
+    """A GDAL virtual path of a remote file (``/vsicurl…``, ``/vsis3/`` ...; see
+    :func:`swc_rs.batch.remote_path`), read only when a catalog allows it."""
+    return str(path).startswith(("/vsicurl", "/vsis3/", "/vsigs/"))
+
+
 def _open(path: Path, what: str):
-    if not path.exists():
+    if not is_remote(path) and not path.exists():
         raise InputFileError(f"{what} image does not exist", path=path, fix="check the path and its spelling")
     try:
         return rasterio.open(path)
