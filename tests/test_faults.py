@@ -226,3 +226,45 @@ def test_sigkill_of_batch_during_month_assembly(tmp_path):
     assert again.returncode == 0, again.stderr
     assert len(gpd.read_file(month_dir / "swc_202612.gpkg", layer="disturbance_patches")) > 0
     assert not [p for p in temporaries(month_dir) if p.suffix == ".gpkg"]
+
+
+# -- concurrent imports -------------------------------------------------------------------------------
+def test_four_concurrent_importers_lose_and_duplicate_nothing(world, tmp_path):
+    """4 processes at once, each importing two of 4 overlapping field files (every file
+    twice, by two processes): the GeoPackage store serialises them with its lock and
+    ends with exactly the records of the 4 files, once each."""
+    _, registered, store0, _ = world
+    store = tmp_path / "history.gpkg"
+    shutil.copyfile(store0, store)
+    whole = gpd.read_file(field_file(registered, tmp_path / "all.gpkg"), layer="suspected_violations")
+    files = []
+    for k in range(4):  # rows 16k … 16k + 23: each file shares 8 patches with the next
+        part = whole.iloc[16 * k: 16 * k + 24].copy()
+        part["XCFHR"] = f"检查员{k}"
+        path = tmp_path / f"field_{k}.gpkg"
+        part.to_file(path, layer="suspected_violations", engine="pyogrio")
+        files.append(path)
+    procs = [subprocess.Popen(["sh", "-c", f"{SWC_RS} verify import {files[k]} --store {store} -q && "
+                                           f"{SWC_RS} verify import {files[(k + 1) % 4]} --store {store} -q"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for k in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    # The reference: the same files imported one after the other into a fresh copy.
+    serial = tmp_path / "serial.gpkg"
+    shutil.copyfile(store0, serial)
+    for path in files:
+        run = subprocess.run(swc("verify", "import", path, "--store", serial, "-q"), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    from swc_rs.verification import RECORD_KEY
+
+    got = load_store(store).verifications
+    want = load_store(serial).verifications
+    keys = got[list(RECORD_KEY)].apply(tuple, axis=1)
+    expected = set(want[list(RECORD_KEY)].apply(tuple, axis=1))
+    lost, duplicated = len(expected - set(keys)), int(keys.duplicated().sum())
+    print(f"concurrent GeoPackage imports: 8 imports of 4 files, {len(got)} records, {len(expected)} expected, "
+          f"lost {lost}, duplicated {duplicated}")
+    assert lost == 0 and duplicated == 0 and len(got) == len(expected) > 0
+    assert got["RECORD_ID"].is_unique
+    events = load_store(store).log
+    assert (events["EVENT"] == "import").sum() == 4  # a file imported a second time adds nothing, not even a log line
