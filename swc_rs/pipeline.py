@@ -513,7 +513,7 @@ def _detect(request: DetectRequest, progress: Progress | None, executor, calibra
         sensitive = merge_sensitive(sensitive_layers, area_crs)
         history = None
         if request.history is not None:
-            from swc_rs.verification import load_store
+            from swc_rs.verification import load_store, store_name
 
             history = load_store(request.history)
         clock.lap("read_inputs")
@@ -660,7 +660,7 @@ def _detect(request: DetectRequest, progress: Progress | None, executor, calibra
             "workers": _workers(request.workers),
             "n_patches": int(len(judged)),
             "n_suspected": int(judged["BYD"].str.startswith(codes.SUSPECTED_PREFIX).sum()),
-            "history": str(request.history or ""),
+            "history": store_name(request.history) if request.history is not None else "",
             **({"n_verified": applied.n_verified, "n_suppressed": applied.n_suppressed,
                 "n_confirmed": applied.n_confirmed, "n_carried": applied.n_carried} if applied is not None else {}),
             **pair.describe(),
