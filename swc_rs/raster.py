@@ -308,6 +308,9 @@ class RasterPair:
 
     def _common_grid(self) -> Grid:
         b = self._before
+        if b.width < 8 or b.height < 8:
+            raise RasterInputError(f"BEFORE is only {b.width}×{b.height} pixels", path=self.before_path,
+                                   fix="give the whole image (at least 8×8 pixels, and larger than the minimum patch)")
         try:
             x0, y0, x1, y1 = self._after.bounds  # a south-up image has bottom > top
             a_bounds = transform_bounds(self._after.crs, b.crs, min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1),

@@ -36,14 +36,17 @@ settings.register_profile("swc-long", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 PROFILE = "swc-long" if os.environ.get("SWC_FUZZ") == "long" else "swc-ci"
 
-FOLDER = Path(tempfile.mkdtemp(prefix="swc-fuzz-"))
-BEFORE = write_raster(FOLDER / "before.tif", forest(96, 96, 1), date="2026-10-01")
-AFTER_BYTES = write_raster(FOLDER / "after.tif", forest(96, 96, 2), date="2026-11-02").read_bytes()
-_ZONES = FOLDER / "zones.gpkg"
-gpd.GeoDataFrame({"ZONE_CODE": ["Z1", "Z3"], "ZONE_NAME": ["一", "三"]},
-                 geometry=[shapely.box(X0, Y0 - 100, X0 + 100, Y0), shapely.box(X0 + 100, Y0 - 192, X0 + 192, Y0)],
-                 crs="EPSG:32648").to_file(_ZONES, engine="pyogrio")
-ZONES_BYTES = _ZONES.read_bytes()
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """(folder, BEFORE, AFTER's bytes, the zones' bytes): the valid files the examples damage."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    before = write_raster(folder / "before.tif", forest(96, 96, 1), date="2026-10-01")
+    after = write_raster(folder / "after.tif", forest(96, 96, 2), date="2026-11-02").read_bytes()
+    zones = folder / "zones.gpkg"
+    gpd.GeoDataFrame({"ZONE_CODE": ["Z1", "Z3"], "ZONE_NAME": ["一", "三"]},
+                     geometry=[shapely.box(X0, Y0 - 100, X0 + 100, Y0), shapely.box(X0 + 100, Y0 - 192, X0 + 192, Y0)],
+                     crs="EPSG:32648").to_file(zones, engine="pyogrio")
+    return folder, before, after, zones.read_bytes()
 
 
 def damage(data: bytes, cut: float, stretches: list[tuple[float, bytes]]) -> bytes:
@@ -61,8 +64,8 @@ DAMAGE = dict(
 )
 
 
-def _written(name: str, data: bytes) -> Path:
-    fd, path = tempfile.mkstemp(prefix=name, suffix=Path(name).suffix, dir=FOLDER)
+def _written(folder: Path, name: str, data: bytes) -> Path:
+    fd, path = tempfile.mkstemp(prefix=name, suffix=Path(name).suffix, dir=folder)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return Path(path)
@@ -70,12 +73,13 @@ def _written(name: str, data: bytes) -> Path:
 
 @settings(settings.get_profile(PROFILE))
 @given(**DAMAGE)
-def test_damaged_raster_is_read_or_refused(cut, stretches):
-    path = _written("after.tif", damage(AFTER_BYTES, cut, stretches))
+def test_damaged_raster_is_read_or_refused(samples, cut, stretches):
+    folder, before_path, after_bytes, _ = samples
+    path = _written(folder, "after.tif", damage(after_bytes, cut, stretches))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with RasterPair(BEFORE, path) as pair:
+            with RasterPair(before_path, path) as pair:
                 check_pixels(pair)
                 for window in iter_windows(pair.grid, 48):
                     before, after, valid = pair.read(window)
@@ -89,8 +93,9 @@ def test_damaged_raster_is_read_or_refused(cut, stretches):
 
 @settings(settings.get_profile(PROFILE))
 @given(**DAMAGE)
-def test_damaged_geopackage_is_read_or_refused(cut, stretches):
-    path = _written("zones.gpkg", damage(ZONES_BYTES, cut, stretches))
+def test_damaged_geopackage_is_read_or_refused(samples, cut, stretches):
+    folder, _, _, zones_bytes = samples
+    path = _written(folder, "zones.gpkg", damage(zones_bytes, cut, stretches))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SwcWarning)
@@ -106,9 +111,10 @@ def test_damaged_geopackage_is_read_or_refused(cut, stretches):
             Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("data", [b"", b"II*\x00", AFTER_BYTES[:200]])
-def test_tiny_rasters_are_refused(data):
-    path = _written("tiny.tif", data)
+@pytest.mark.parametrize("size", [0, 4, 200])
+def test_tiny_rasters_are_refused(samples, size):
+    folder, before_path, after_bytes, _ = samples
+    path = _written(folder, "tiny.tif", after_bytes[:size])
     with pytest.raises(InputError):
-        RasterPair(BEFORE, path)
+        RasterPair(before_path, path)
     path.unlink()
