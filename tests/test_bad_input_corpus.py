@@ -8,6 +8,7 @@ docs/2026-12-07-bad-input-and-faults.md.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -377,3 +378,18 @@ def test_the_corpus_has_at_least_40_cases():
     assert {c[1] for c in CASES} == {REFUSED, OK}
 
 
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any mode bits; the corpus's "
+                    "'output folder under a regular file' case covers an unwritable folder for root")
+def test_output_folder_without_write_permission(tmp_path):
+    scene = make_scene(tmp_path, squares=(SQUARE,))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = CliRunner().invoke(cli, detect_args(scene, output=locked / "out.gpkg"))
+        assert result.exit_code == 2 and "not writable" in result.output, result.output
+        assert not list(locked.iterdir())
+    finally:
+        locked.chmod(0o700)
