@@ -7,12 +7,12 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo test fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,train]"
+	$(BIN)/python -m pip install -q -e ".[test,train,postgres]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -28,6 +28,15 @@ demo: $(STAMP)
 ## make test: the whole suite (unit, property, CLI, end-to-end on generated scenes)
 test: $(STAMP) check-rules
 	$(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider
+
+## make fuzz: the long hypothesis profile of the raster and vector reader fuzzing (2000 damaged files each)
+fuzz: $(STAMP)
+	SWC_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_readers.py
+
+## make test-pg: the PostgreSQL/PostGIS store's tests alone; they start a throwaway server (Debian postgresql + postgis,
+## a Unix socket in a temporary folder) and tear it down; without the packages they skip and say why
+test-pg: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/test_store_postgres.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check swc_rs tests benchmarks

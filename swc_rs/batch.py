@@ -139,6 +139,11 @@ class CatalogConfig:
     asset : str
         STAC asset key of the image; default: the asset whose roles include ``data``,
         or the only asset.
+    allow_remote : bool
+        Read STAC assets at http(s)://, s3:// and gs:// hrefs (through GDAL's /vsicurl/,
+        /vsis3/, /vsigs/; credentials from GDAL's usual environment). Default false: a
+        remote href fails its tile with a message naming this option, and nothing is
+        fetched.
     """
 
     before: str = ""
@@ -147,6 +152,7 @@ class CatalogConfig:
     stac: str = ""
     tile_property: str = "grid:code"
     asset: str = ""
+    allow_remote: bool = False
 
     @property
     def kind(self) -> str:
@@ -207,7 +213,7 @@ _BATCH_KEYS: dict[str, type] = {
     "projects_layer": str, "workers": int, "seam_tolerance_m": float, "finished_min_coverage": float,
 }
 _CATALOG_KEYS: dict[str, type] = {
-    "before": str, "after": str, "csv": str, "stac": str, "tile_property": str, "asset": str,
+    "before": str, "after": str, "csv": str, "stac": str, "tile_property": str, "asset": str, "allow_remote": bool,
 }
 _REQUIRED = ("output", "zones", "projects", "catalog")
 
@@ -394,7 +400,7 @@ def read_catalog(catalog: CatalogConfig, base: Path, period: str, *, source: obj
         tiles = _csv_tiles(where)
     else:
         where = base / _placeholders(catalog.stac, period)
-        tiles = _stac_tiles(where, catalog.tile_property, catalog.asset)
+        tiles = _stac_tiles(where, catalog.tile_property, catalog.asset, allow_remote=catalog.allow_remote)
     if not tiles:
         raise ConfigError(f"the tile catalog {where} lists no tiles", path=source,
                           fix="check the catalog path or pattern (and the period it was filled with)")
@@ -444,7 +450,22 @@ def _csv_tiles(path: Path) -> list[Tile]:
                      Path(_absolute(row["after"].strip(), path.parent))) for row in reader if any(row.values())]
 
 
-def _stac_tiles(path: Path, tile_property: str, asset_key: str) -> list[Tile]:
+#: Remote href schemes and the GDAL virtual file system that reads each.
+REMOTE_SCHEMES = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/"}
+
+
+def remote_path(href: str) -> Path:
+    """The GDAL path of a remote href (``/vsicurl?url=…`` keeps the URL's ``//``, which
+    a path would fold)."""
+    from urllib.parse import quote
+
+    scheme, _, rest = href.partition("://")
+    if scheme in ("http", "https"):
+        return Path("/vsicurl?url=" + quote(href, safe=""))
+    return Path(REMOTE_SCHEMES[scheme] + rest)
+
+
+def _stac_tiles(path: Path, tile_property: str, asset_key: str, *, allow_remote: bool = False) -> list[Tile]:
     if not path.exists():
         raise InputFileError("the STAC catalog does not exist", path=path, fix="check [batch.catalog] stac")
     try:
@@ -478,12 +499,24 @@ def _stac_tiles(path: Path, tile_property: str, asset_key: str) -> list[Tile]:
             tiles.append(Tile(tile, Path(), Path(), problem=f"the STAC catalog has one item for tile {tile}; a before and an after date are needed"))
             continue
         problem = ""
+        clean = []
         for href in (before, after):
+            scheme = re.match(r"^([a-z][a-z0-9+.-]*)://", href or "")
+            scheme = scheme[1] if scheme else "file"
             if not href:
                 problem = f"an item of tile {tile} has no usable asset (set [batch.catalog] asset)"
-            elif re.match(r"^[a-z][a-z0-9+.-]*://", href) and not href.startswith("file://"):
-                problem = f"asset {href} is remote; copy the items to a local or mounted folder first"
-        clean = [Path(_absolute(h.removeprefix("file://"), path.parent)) if h else Path() for h in (before, after)]
+                clean.append(Path())
+            elif scheme == "file":
+                clean.append(Path(_absolute(href.removeprefix("file://"), path.parent)))
+            elif scheme not in REMOTE_SCHEMES:
+                problem = f"asset {href} has the scheme {scheme}://, which swc-rs does not read"
+                clean.append(Path())
+            elif not allow_remote:
+                problem = (f"asset {href} is remote and remote assets are not read unless allowed: set "
+                           "[batch.catalog] allow_remote = true, or copy the items to a local or mounted folder")
+                clean.append(Path())
+            else:
+                clean.append(remote_path(href))
         tiles.append(Tile(tile, clean[0], clean[1], problem=problem))
     return tiles
 

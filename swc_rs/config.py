@@ -51,6 +51,19 @@ class RasterConfig:
 
 
 @dataclass(frozen=True)
+class InputsConfig:
+    """What a pair of dates must be to be judged (see :mod:`swc_rs.input_checks`).
+
+    max_span_days : int
+        Dates further apart than this are warned about (recorded in run_info): season
+        and regrowth changes then pass for disturbance. Default 400 (a year, plus a
+        season's margin for a same-season pair).
+    """
+
+    max_span_days: int = 400
+
+
+@dataclass(frozen=True)
 class RegistrationConfig:
     """Co-registration of AFTER to BEFORE by phase correlation.
 
@@ -445,6 +458,7 @@ class DetectConfig:
     """Everything `swc-rs detect` can be told, grouped by stage."""
 
     raster: RasterConfig = field(default_factory=RasterConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     change: ChangeConfig = field(default_factory=ChangeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
@@ -469,6 +483,7 @@ class DetectConfig:
 
 _SECTIONS = {
     "raster": RasterConfig,
+    "inputs": InputsConfig,
     "registration": RegistrationConfig,
     "change": ChangeConfig,
     "classify": ClassifyConfig,
@@ -609,7 +624,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> DetectConfig:
     """Build a :class:`DetectConfig` from defaults, an optional TOML file and overrides.
 
-    The TOML file may hold the sections ``[raster]``, ``[registration]``, ``[change]``,
+    The TOML file may hold the sections ``[raster]``, ``[inputs]``, ``[registration]``, ``[change]``,
     ``[classify]``, ``[compliance]``, ``[history]``, ``[landuse]``, ``[chips]`` and ``rules = "path/to/rules.toml"`` (per-zone
     rules; relative to the file). ``overrides`` has the same shape (from CLI flags).
 
@@ -639,6 +654,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
             section = _build(cls, overrides[name], where=name, source="command line", base=section)
         sections[name] = section
     _check_raster(sections["raster"], source=source)
+    if sections["inputs"].max_span_days < 1:
+        raise ConfigError(f"[inputs] max_span_days = {sections['inputs'].max_span_days} must be ≥ 1", path=source,
+                          fix="use e.g. max_span_days = 400")
     _check_change(sections["change"], source=source)
     _check_chips(sections["chips"], source=source)
     _check_landuse(sections["landuse"], source=source)

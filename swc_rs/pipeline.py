@@ -10,6 +10,7 @@ in the spawned window workers, is in :mod:`swc_rs.windows`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -33,7 +34,7 @@ from swc_rs.change.detectors import RulesDetector
 from swc_rs.classify import rule_qtype
 from swc_rs.config import DetectConfig
 from swc_rs.crops import CropSpool
-from swc_rs.errors import SwcWarning, VectorInputError
+from swc_rs.errors import ModelError, SwcWarning, VectorInputError
 from swc_rs.history import link_previous
 from swc_rs.patches import merge_seams, shape_metrics, to_map
 from swc_rs.raster import RasterPair, file_checksum, iter_windows, open_pair
@@ -121,6 +122,9 @@ def read_zones(path: Path, layer: str | None, area_crs: str) -> gpd.GeoDataFrame
     if len(zones) == 0:
         raise VectorInputError("the zones layer is empty", path=path, fix="give the zone outlines (zones/zones_illustrative.gpkg)")
     zones = repair_geometries(zones, path=path, what="zone", name_field="ZONE_CODE")
+    if len(zones) == 0:
+        raise VectorInputError("the zones layer has no polygon (its features are empty, points or lines)", path=path,
+                               fix="give the zone outlines as polygons (zones/zones_illustrative.gpkg)")
     zones["ZONE_CODE"] = zones["ZONE_CODE"].astype(str)
     if "ZONE_NAME" not in zones.columns:
         zones["ZONE_NAME"] = ""
@@ -143,17 +147,27 @@ def read_projects(path: Path, layer: str | None, area_crs: str) -> gpd.GeoDataFr
     return projects.reset_index(drop=True)
 
 
-def read_sensitive(paths: Sequence[Path], area_crs: str) -> gpd.GeoDataFrame | None:
-    frames = []
+def read_sensitive_layers(paths: Sequence[Path], area_crs: str) -> dict[Path, gpd.GeoDataFrame]:
+    """Each sensitive layer (NAME, KIND), by path."""
+    layers = {}
     for path in paths:
         frame = read_layer(path, None, to_crs=area_crs, what="sensitive areas")
         frame = repair_geometries(frame, path=path, what="sensitive area", name_field="NAME")
         if "NAME" not in frame.columns:
             frame["NAME"] = Path(path).stem
-        frames.append(frame[[c for c in ("NAME", "KIND") if c in frame.columns] + ["geometry"]])
-    if not frames:
+        layers[Path(path)] = frame[[c for c in ("NAME", "KIND") if c in frame.columns] + ["geometry"]]
+    return layers
+
+
+def merge_sensitive(layers: dict[Path, gpd.GeoDataFrame], area_crs: str) -> gpd.GeoDataFrame | None:
+    """The sensitive layers as one frame (None when there are none)."""
+    if not layers:
         return None
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=area_crs)
+    return gpd.GeoDataFrame(pd.concat(list(layers.values()), ignore_index=True), crs=area_crs)
+
+
+def read_sensitive(paths: Sequence[Path], area_crs: str) -> gpd.GeoDataFrame | None:
+    return merge_sensitive(read_sensitive_layers(paths, area_crs), area_crs)
 
 
 def read_landuse(path: Path, area_crs: str, config) -> gpd.GeoDataFrame:
@@ -414,9 +428,30 @@ def _period(config: DetectConfig, t2: dt.date | None) -> str:
     return today
 
 
+@contextlib.contextmanager
+def recording_warnings(into: list[str]):
+    """Record the text of every :class:`SwcWarning` raised inside (into ``into``), still
+    showing it as before (the CLI logs it; a batch tile records it too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SwcWarning)
+        shown = warnings.showwarning
+
+        def tee(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SwcWarning):
+                into.append(str(message))
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = tee
+        yield into
+
+
 def detect(request: DetectRequest, progress: Progress | None = None, executor=None,
            calibration: Future | None = None) -> DetectResult:
     """Run the whole detection on two dates of imagery.
+
+    Every :class:`~swc_rs.errors.SwcWarning` raised on the way (inputs that need a
+    second look, see :mod:`swc_rs.input_checks`; repaired geometries ...) is recorded in
+    ``run_info["warnings"]``.
 
     Parameters
     ----------
@@ -440,8 +475,18 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
     Raises
     ------
     InputError
-        Any bad input (see :mod:`swc_rs.errors`); nothing has been written then.
+        Any bad input (see :mod:`swc_rs.errors`, :mod:`swc_rs.input_checks`); nothing
+        has been written then.
     """
+    recorded: list[str] = []
+    with recording_warnings(recorded):
+        result = _detect(request, progress, executor, calibration)
+    result.run_info["warnings"] = recorded
+    return result
+
+
+def _detect(request: DetectRequest, progress: Progress | None, executor, calibration: Future | None) -> DetectResult:
+    from swc_rs import input_checks
     from swc_rs.workers import reuse_freed_memory
 
     progress = progress or _noop
@@ -469,14 +514,22 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             ("before", [request.before]), ("after", [request.after]), ("zones", [request.zones]),
             ("projects", [request.projects]), ("sensitive", list(request.sensitive)),
             ("landuse", [request.landuse] if request.landuse else []))}
+        t1, t2 = pair.dates
+        input_checks.check_dates(t1, t2, before=request.before, after=request.after,
+                                 max_span_days=config.inputs.max_span_days)
+        input_checks.check_extent(pair, config.smallest_min_area_hm2)
+        input_checks.check_pixels(pair)
         area_crs = choose_area_crs(pair)
         zones = read_zones(request.zones, request.zones_layer, area_crs)
         projects = read_projects(request.projects, request.projects_layer, area_crs)
-        sensitive = read_sensitive(request.sensitive, area_crs)
+        sensitive_layers = read_sensitive_layers(request.sensitive, area_crs)
+        input_checks.check_layers(input_checks.scene_outline(pair, area_crs), zones=zones, zones_path=request.zones,
+                                  projects=projects, projects_path=request.projects, sensitive=sensitive_layers)
+        sensitive = merge_sensitive(sensitive_layers, area_crs)
         landuse = read_landuse(request.landuse, area_crs, config.landuse) if request.landuse else None
         history = None
         if request.history is not None:
-            from swc_rs.verification import load_store
+            from swc_rs.verification import load_store, store_name
 
             history = load_store(request.history)
         clock.lap("read_inputs")
@@ -530,6 +583,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         feats = features_from_stats(stats[keep], metric)
         clock.lap("features")
         relative = norm.relative  # not reflectance: the model and absolute typing rules do not hold
+        _check_model_fits(request, model, pair, pixel_m)
         if model is not None and not relative:
             from swc_rs.workers import one_native_thread
 
@@ -548,7 +602,6 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             classes, shares = land.dominant_classes(frame, landuse)
             frame = land.apply_typing(frame, classes, shares, config.landuse)
             protected = land.protected(classes, shares, config.landuse)
-        t1, t2 = pair.dates
         judged = compliance.judge(frame, projects, sensitive, config, pixel_size_m=pixel_m, protected=protected)
         clock.lap("compliance")
 
@@ -632,7 +685,7 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
             "workers": _workers(request.workers),
             "n_patches": int(len(judged)),
             "n_suspected": int(judged["BYD"].str.startswith(codes.SUSPECTED_PREFIX).sum()),
-            "history": str(request.history or ""),
+            "history": store_name(request.history) if request.history is not None else "",
             **({"n_verified": applied.n_verified, "n_suppressed": applied.n_suppressed,
                 "n_confirmed": applied.n_confirmed, "n_carried": applied.n_carried} if applied is not None else {}),
             **pair.describe(),
@@ -650,6 +703,25 @@ def detect(request: DetectRequest, progress: Progress | None = None, executor=No
         chip_crops=chip_crops,
         crop_spool=spool,
     )
+
+
+def _check_model_fits(request: DetectRequest, model, pair: RasterPair, pixel_m: float) -> None:
+    """Refuse a patch model given explicitly (not the shipped default) that was not
+    trained on imagery like this pair's: it would silently fall back to the rules."""
+    from swc_rs.model import default_model_path
+
+    if model is None or request.model is None or not model.applies_to(None, None):
+        return
+    if model.applies_to(pair.roles, pixel_m):
+        return
+    default = default_model_path()
+    if default is not None and Path(request.model).resolve() == default.resolve():
+        return
+    domain = (model.bundle.get("patch") or {}).get("domain") or {}
+    raise ModelError(
+        f"the patch model was trained on {'/'.join(domain.get('families') or ['?'])} imagery of pixels up to "
+        f"{domain.get('max_pixel_m', '?')} m; this pair has {', '.join(pair.roles)} at {pixel_m:.2f} m",
+        path=request.model, fix="give a model trained on this sensor, or leave --model out (the rules type the patches)")
 
 
 def _change_detector(request: DetectRequest, pair: RasterPair, pixel_m: float, pool: _WindowPool):

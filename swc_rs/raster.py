@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import CRSError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -30,6 +31,10 @@ from swc_rs.errors import InputFileError, RasterInputError
 from swc_rs.sensors import ROLES, SensorProfile, reflectance_scale, resolve_profile
 
 log = logging.getLogger(__name__)
+
+#: Storage types read as imagery (int8 and complex types are refused: no image product
+#: stores reflectance or DN that way).
+IMAGE_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,10 @@ def expand_window(window: Window, halo: int, grid: Grid) -> tuple[Window, tuple[
 
 
 def file_checksum(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file (inputs are recorded in run_info)."""
+    """SHA-256 of a file (inputs are recorded in run_info); ``remote`` for a remote one
+    (it is not read twice)."""
+    if is_remote(path):
+        return "remote"
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -154,8 +162,14 @@ class Band:
         return (reflectance - self.offsets[role]) / self.scales[role]
 
 
+def is_remote(path: str | Path) -> bool:
+    """A GDAL virtual path of a remote file (``/vsicurl…``, ``/vsis3/`` ...; see
+    :func:`swc_rs.batch.remote_path`), read only when a catalog allows it."""
+    return str(path).startswith(("/vsicurl", "/vsis3/", "/vsigs/"))
+
+
 def _open(path: Path, what: str):
-    if not path.exists():
+    if not is_remote(path) and not path.exists():
         raise InputFileError(f"{what} image does not exist", path=path, fix="check the path and its spelling")
     try:
         return rasterio.open(path)
@@ -236,6 +250,17 @@ class RasterPair:
                     path=path,
                     fix="georeference it first (gdal_translate -a_ullr ... or gdalwarp)",
                 )
+            bad = sorted({d for d in ds.dtypes if d not in IMAGE_DTYPES})
+            if bad:
+                raise RasterInputError(
+                    f"stores its bands as {', '.join(bad)}, not an image data type ({', '.join(IMAGE_DTYPES)})",
+                    path=path, fix="give the image product itself, or convert it: gdal_translate -ot UInt16 (or Float32)")
+        t = self._before.transform
+        if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+            raise RasterInputError(
+                f"BEFORE's grid is rotated or not north-up (geotransform {tuple(round(v, 6) for v in t[:6])}); "
+                "its grid is the one patches are found on", path=self.before_path,
+                fix="make it north-up first: gdalwarp -t_srs <its CRS> BEFORE.tif BEFORE_northup.tif (AFTER may stay as it is)")
         try:
             self._resampling = Resampling[resampling]
         except KeyError as err:
@@ -283,7 +308,20 @@ class RasterPair:
 
     def _common_grid(self) -> Grid:
         b = self._before
-        a_bounds = transform_bounds(self._after.crs, b.crs, *self._after.bounds, densify_pts=21)
+        if b.width < 8 or b.height < 8:
+            raise RasterInputError(f"BEFORE is only {b.width}×{b.height} pixels", path=self.before_path,
+                                   fix="give the whole image (at least 8×8 pixels, and larger than the minimum patch)")
+        try:
+            x0, y0, x1, y1 = self._after.bounds  # a south-up image has bottom > top
+            a_bounds = transform_bounds(self._after.crs, b.crs, min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1),
+                                        densify_pts=21)
+        except (CRSError, CPLE_BaseError, ValueError) as err:
+            raise RasterInputError(
+                f"its CRS ({self._after.crs}) cannot be transformed to BEFORE's ({b.crs}): {str(err)[:200]}",
+                path=self.after_path, fix="give AFTER in an Earth CRS (e.g. its UTM zone or EPSG:4490); gdalwarp -t_srs converts it") from err
+        if not all(math.isfinite(v) for v in a_bounds):
+            raise RasterInputError(f"its extent cannot be expressed in BEFORE's CRS ({b.crs})", path=self.after_path,
+                                   fix="give AFTER in BEFORE's CRS (gdalwarp -t_srs)")
         left, bottom, right, top = b.bounds
         inter = (max(left, a_bounds[0]), max(bottom, a_bounds[1]), min(right, a_bounds[2]), min(top, a_bounds[3]))
         if inter[0] >= inter[2] or inter[1] >= inter[3]:
@@ -501,7 +539,14 @@ class RasterPair:
         reflectance (:func:`_to_reflectance`; None: none)."""
         roles = roles or self.roles
         indexes = [bands.profile.bands[r] for r in roles]
-        raw = ds.read(indexes, window=window)
+        try:
+            raw = ds.read(indexes, window=window)
+        except (RasterioIOError, CPLE_BaseError) as err:
+            path = self.before_path if ds is self._before else self.after_path
+            raise RasterInputError(
+                f"cannot be read at pixels {int(window.col_off)}…{int(window.col_off + window.width)}, "
+                f"{int(window.row_off)}…{int(window.row_off + window.height)} ({str(err)[:200]})",
+                path=path, fix="the file is damaged or incomplete: copy or download it again (gdalinfo -checksum finds the bad blocks)") from err
         if bands.scaling in ("dtype", "profile"):  # one scale, no offset
             scale, offset = np.full((len(roles), 1, 1), bands.scale, np.float32), None
         else:

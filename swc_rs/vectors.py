@@ -83,6 +83,13 @@ def read_layer(
         kwargs["encoding"] = _guess_shapefile_encoding(path)
     try:
         frame = gpd.read_file(path, layer=layer, engine="pyogrio", **kwargs)
+    except UnicodeDecodeError as err:
+        raise InputFileError(
+            f"the {what}' text is not UTF-8 ({err.reason} at byte {err.start}), and names in it would come out garbled",
+            path=path,
+            fix="save it as UTF-8 (QGIS: Export → Save Features As, Encoding UTF-8); for a shapefile a .cpg file "
+                "naming its encoding (e.g. GBK) also works",
+        ) from err
     except Exception as err:
         raise InputFileError(
             f"cannot read the {what} ({err})",
@@ -96,7 +103,13 @@ def read_layer(
                 path=path,
                 fix="assign the CRS in QGIS (Layer → Set CRS) or ship the .prj next to the shapefile",
             )
-        frame = frame.to_crs(to_crs)
+        try:
+            frame = frame.to_crs(to_crs)
+        except Exception as err:  # pyproj raises ProjError, CRSError ...
+            raise VectorInputError(
+                f"the {what} layer's CRS ({frame.crs.name}) cannot be transformed to {to_crs} ({str(err)[:160]})",
+                path=path, fix="reproject the layer to an Earth CRS (e.g. EPSG:4490 or EPSG:4543) in QGIS",
+            ) from err
     return frame
 
 
@@ -126,8 +139,24 @@ def _guess_shapefile_encoding(path: Path) -> str:
 
 
 def repair_geometries(frame: gpd.GeoDataFrame, *, path: object, what: str, name_field: str | None = None) -> gpd.GeoDataFrame:
-    """Make every geometry valid, warning once per repaired feature; drop empty ones."""
+    """Make every geometry valid and polygonal, warning once per repaired feature; drop
+    empty ones. Z and M values are dropped (areas are planar); the polygons of a
+    geometry collection are kept; a feature with no polygon at all (a point, a line) is
+    ignored with a warning."""
     frame = frame.copy()
+    if len(frame):
+        frame[frame.geometry.name] = shapely.force_2d(frame.geometry.values)
+        kinds = shapely.get_type_id(frame.geometry.values)
+        other = ~shapely.is_missing(frame.geometry.values) & ~shapely.is_empty(frame.geometry.values) & ~((kinds == 3) | (kinds == 6))
+        for idx in frame.index[other]:
+            geom = frame.geometry.loc[idx]
+            kept = _polygonal(geom)
+            warnings.warn(
+                f"{path}: {what} feature {_feature_label(frame, idx, name_field)} is a {geom.geom_type}; "
+                + ("its polygons are used" if not kept.is_empty else "it holds no polygon and is ignored"),
+                RepairedGeometryWarning, stacklevel=2)
+        if other.any():
+            frame.loc[other, frame.geometry.name] = [_polygonal(g) for g in frame.geometry.values[other]]
     geoms = frame.geometry.values
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     invalid = ~missing & ~shapely.is_valid(geoms)

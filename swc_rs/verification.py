@@ -64,7 +64,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +74,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from swc_rs import __version__, codes
+from swc_rs import __version__, codes, pgstore
 from swc_rs.errors import InputError, InputFileError, VerificationError
 
 log = logging.getLogger(__name__)
@@ -159,7 +158,7 @@ class FieldProblem:
 class ImportSummary:
     """What ``verify import`` did."""
 
-    store: Path
+    store: str  #: the store as shown (a database URL without its password)
     source: Path
     rows: int
     checked: int
@@ -188,7 +187,7 @@ class HistoryApplied:
 class HistoryStore:
     """An in-memory snapshot of a history store (empty when the file does not exist yet)."""
 
-    path: Path
+    path: Path | str  #: a GeoPackage, or a postgresql:// URL
     patches: gpd.GeoDataFrame
     verifications: pd.DataFrame
     log: pd.DataFrame
@@ -229,8 +228,21 @@ class HistoryStore:
         return sel[["QDNM", "QAREA", "geometry"]].to_crs(crs).reset_index(drop=True)
 
 
+def store_location(store: str | Path) -> str | Path:
+    """A store given on the command line: a ``postgresql://`` URL (kept as text), else a path."""
+    return store if pgstore.is_url(store) else Path(store)
+
+
+def store_name(store: str | Path) -> str:
+    """How a store is shown and recorded (a database URL without its password)."""
+    return pgstore.redacted(store) if pgstore.is_url(store) else str(store)
+
+
 def is_history_store(path: str | Path) -> bool:
-    """True when ``path`` is a GeoPackage holding a ``store_info`` table of a history store."""
+    """True when ``path`` is a GeoPackage holding a ``store_info`` table of a history store
+    (a database URL always is one: its tables are made on first use)."""
+    if pgstore.is_url(path):
+        return True
     path = Path(path)
     if not path.is_file():
         return False
@@ -251,6 +263,8 @@ def load_store(path: str | Path) -> HistoryStore:
     InputFileError
         ``path`` exists but is not a history store (it is never written then).
     """
+    if pgstore.is_url(path):
+        return _load_database(path)
     path = Path(path)
     if not path.exists():
         return HistoryStore(path, _empty_patches(), _empty(RECORD_FIELDS), _empty(LOG_FIELDS), exists=False)
@@ -267,6 +281,25 @@ def load_store(path: str | Path) -> HistoryStore:
     verifications = _as_text(pyogrio.read_dataframe(path, layer="verifications"), RECORD_FIELDS, ints=("RECORD_ID",))
     store_log = pyogrio.read_dataframe(path, layer="store_log") if "store_log" in _layers(path) else _empty(LOG_FIELDS)
     return HistoryStore(path, patches, verifications, store_log, exists=True)
+
+
+#: The connection of the open writer transaction of each database store (see :func:`_locked`).
+_TRANSACTIONS: dict[str, object] = {}
+
+
+def _load_database(url: str) -> HistoryStore:
+    conn = _TRANSACTIONS.get(url)
+    with contextlib.ExitStack() as stack:
+        if conn is None:  # a reader: a snapshot in its own short transaction
+            conn = stack.enter_context(contextlib.closing(pgstore.connect(url)))
+        tables = pgstore.read(conn)
+        if conn is not _TRANSACTIONS.get(url):
+            conn.rollback()
+    if tables is None:
+        return HistoryStore(url, _empty_patches(), _empty(RECORD_FIELDS), _empty(LOG_FIELDS), exists=False)
+    patches, verifications, store_log = tables
+    return HistoryStore(url, _normalise_patches(patches), _as_text(verifications, RECORD_FIELDS, ints=("RECORD_ID",)),
+                        store_log, exists=True)
 
 
 def _layers(path: Path) -> set[str]:
@@ -321,7 +354,16 @@ def _normalise_patches(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Exclusive lock on ``<store>.lock`` so that two imports never interleave."""
+    """Exclusive lock on ``<store>.lock`` so that two imports never interleave; for a
+    database store, one transaction holding its advisory lock (committed at the end)."""
+    if pgstore.is_url(path):
+        with pgstore.transaction(path) as conn:
+            _TRANSACTIONS[path] = conn
+            try:
+                yield
+            finally:
+                _TRANSACTIONS.pop(path, None)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(path.name + ".lock")
     with open(lock, "a") as fh:
@@ -339,9 +381,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _update_store(path: Path, change: Callable[[Path], None]) -> None:
     """Copy the store (or create one) to a temporary file, apply ``change``, rename it onto ``path``."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    from swc_rs.export.atomic import is_write_failure, temporary_beside, write_failed
+
+    try:
+        tmp = temporary_beside(path, ".gpkg")
+    except OSError as err:
+        raise write_failed(path, err) from err
     try:
         if path.exists():
             shutil.copyfile(path, tmp)
@@ -350,8 +395,10 @@ def _update_store(path: Path, change: Callable[[Path], None]) -> None:
             _create_store(tmp)
         change(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_write_failure(err):
+            raise write_failed(path, err) from err
         raise
     finally:
         for suffix in ("-journal", "-wal", "-shm"):
@@ -662,7 +709,7 @@ def register_run(store_path: str | Path, result, output: str | Path, *, watch: W
 
     Registering the same run twice adds nothing.
     """
-    store_path = Path(store_path)
+    store_path = store_location(store_path)
     rows = desk_patches(result.patches, result.projects, result.run_info, source=str(Path(output).resolve()))
     with _locked(store_path):
         store = load_store(store_path)
@@ -671,7 +718,7 @@ def register_run(store_path: str | Path, result, output: str | Path, *, watch: W
             return 0
         _write(store, rows, _empty(RECORD_FIELDS), event="register", source=str(Path(output).resolve()), sha="",
                n_rows=len(rows), watch=watch or WatchListConfig())
-    log.info("registered %d patches of %s with %s", len(rows), output, store_path)
+    log.info("registered %d patches of %s with %s", len(rows), output, store_name(store_path))
     return len(rows)
 
 
@@ -691,6 +738,11 @@ def _write(store: HistoryStore, new_patches: gpd.GeoDataFrame, new_records: pd.D
     developers = developer_watch_list(after, watch)
     entry = pd.DataFrame([{"AT": _now(), "EVENT": event, "SOURCE": source, "SOURCE_SHA256": sha, "N_ROWS": int(n_rows),
                            "N_RECORDS": int(len(new_records)), "N_PATCHES": int(len(new_patches)), "SWC_RS_VERSION": __version__}])
+
+    if pgstore.is_url(store.path):
+        pgstore.append(_TRANSACTIONS[store.path], new_patches[list(STORE_PATCH_FIELDS) + ["geometry"]]
+                       if len(new_patches) else new_patches, new_records, entry, developers)
+        return developers
 
     def change(tmp: Path) -> None:
         if len(new_patches):
@@ -733,14 +785,17 @@ def import_field_results(field_path: str | Path, store_path: str | Path, *, outp
     InputFileError
         Unreadable files, or a store path that is not a store.
     """
-    field_path, store_path = Path(field_path), Path(store_path)
+    field_path, store_path = Path(field_path), store_location(store_path)
     watch = watch or WatchListConfig()
-    if store_path.exists() and field_path.exists() and store_path.resolve() == field_path.resolve():
+    local = isinstance(store_path, Path)
+    if local and store_path.exists() and field_path.exists() and store_path.resolve() == field_path.resolve():
         raise InputError("the field file and the store are the same file", path=store_path,
                          fix="give the store with --store and the field-edited GeoPackage as FIELD")
     for out in outputs:
-        if Path(out).exists() and store_path.exists() and Path(out).resolve() == store_path.resolve():
+        if local and Path(out).exists() and store_path.exists() and Path(out).resolve() == store_path.resolve():
             raise InputError("--output names the store itself", path=out, fix="give the detect output (OUT.gpkg) with --output")
+    if local and store_path.exists() and not is_history_store(store_path):
+        load_store(store_path)  # says why, before a lock file is put beside someone else's file
     with _locked(store_path):
         store = load_store(store_path)
         registrations = [read_output(o) for o in outputs]
@@ -772,8 +827,8 @@ def import_field_results(field_path: str | Path, store_path: str | Path, *, outp
             developers = _write(store, new_patches, fresh, event="import", source=str(field_path.resolve()), sha=sha,
                                 n_rows=int(used.sum()), watch=watch)
     log.info("%s: %d checked rows, %d new records, %d already in %s", field_path, int(used.sum()), len(fresh),
-             len(records) - len(fresh), store_path)
-    return ImportSummary(store=store_path, source=field_path, rows=len(field), checked=int(used.sum()),
+             len(records) - len(fresh), store_name(store_path))
+    return ImportSummary(store=store_name(store_path), source=field_path, rows=len(field), checked=int(used.sum()),
                          ignored=int(len(field) - used.sum()), new_records=len(fresh),
                          duplicate_records=int(len(records) - len(fresh)), registered_patches=len(new_patches),
                          developers=developers, written=written)

@@ -63,7 +63,7 @@ class DetectRequest:
     workers: int = 1
     previous: Path | None = None
     #: History store (``detect --history``): verdicts applied, confirmed violations carried.
-    history: Path | None = None
+    history: Path | str | None = None  # a GeoPackage, or a postgresql:// URL
     #: Change detector: ``"auto"`` (the shipped network that fits the pair, else the
     #: rules), ``"rules"``, or the path of an ONNX change model (:mod:`swc_rs.change.learned`).
     change_model: str = "auto"

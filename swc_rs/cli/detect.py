@@ -38,7 +38,7 @@ Example:
 @click.option("--change-model", "change_model", type=_PATH, default=None, help="Learned change detector (ONNX with its .json card); default: the shipped network that fits the bands and pixel size, else the rules.")
 @click.option("--rules", "rules", is_flag=True, help="Use the documented rules instead of the learned models: rule change detection and rule QTYPE.")
 @click.option("--previous", "previous", type=_PATH, default=None, help="Last period's output: patches keep their QDNM and get QDTYPE against it.")
-@click.option("--history", "history", type=_PATH, default=None, help="History store (HISTORY.gpkg, created if absent): field verdicts applied, confirmed violations carried until 销号, QDTYPE against its last period; this run is registered with it.")
+@click.option("--history", "history", default=None, metavar="STORE", help="History store (HISTORY.gpkg, created if absent, or a postgresql:// URL): field verdicts applied, confirmed violations carried until 销号, QDTYPE against its last period; this run is registered with it.")
 @click.option("--period", default=None, help="Reporting period YYYYMM for patch ids (default: AFTER's date).")
 @click.option("--window-size", type=click.IntRange(128, 16384), default=None, help="Processing window side in pixels (memory).")
 @click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True, help="Cores for the windows: this process and N − 1 spawned worker processes; 0 = every available core.")
@@ -109,7 +109,10 @@ def _early_workers(before: Path, window_size: int, workers: int):
 def _request(before, after, zones, projects, sensitive, sensor, bands, config, model, rules, previous, history,
              workers, change_model=None, landuse=None):
     from swc_rs.sensors import parse_band_map
+    from swc_rs.verification import store_location
     from swc_rs.windows import DetectRequest
+
+    history = store_location(history) if history is not None else None
 
     if change_model is not None and not rules:  # refused before any work when damaged or unknown
         from swc_rs.change.learned import read_card
@@ -132,7 +135,7 @@ def _detect(request, output, overwrite, fail_on_violations, quiet, executor, cal
 
     history = request.history
     check_output(output, overwrite)
-    if history is not None and history.resolve() == output.resolve():
+    if isinstance(history, Path) and history.resolve() == output.resolve():
         from swc_rs.errors import InputError
 
         raise InputError("the output and the history store are the same file", path=output,

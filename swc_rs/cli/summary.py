@@ -29,3 +29,12 @@ def print_detect_summary(result, output) -> None:
                 parts.append(f"{value} {len(rows)} ({rows['QAREA'].sum():.2f} hm²)")
         click.echo(f"  {title:8s} " + (" · ".join(parts) if parts else "none"))
     click.echo(f"  time {sum(info['timings_s'].values()):.1f} s")
+    print_warnings(info.get("warnings") or [])
+
+
+def print_warnings(texts) -> None:
+    """The run's recorded warnings (run_info ``warnings``), last, so that none is missed."""
+    if texts:
+        click.echo(f"  {len(texts)} warning{'s' if len(texts) != 1 else ''} (recorded in run_info):")
+        for text in texts:
+            click.echo(f"    ! {text}")

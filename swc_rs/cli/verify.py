@@ -24,7 +24,9 @@ Example:
 """,
 )
 @click.argument("field_file", metavar="FIELD", type=_PATH)
-@click.option("--store", "store", required=True, type=_PATH, help="History store (HISTORY.gpkg); created when absent.")
+@click.option("--store", "store", required=True, metavar="STORE",
+              help="History store: a GeoPackage (HISTORY.gpkg, created when absent) or a PostgreSQL/PostGIS database "
+                   "postgresql://user@host/db (tables made on first use; password from PGPASSWORD or ~/.pgpass).")
 @click.option("--output", "outputs", multiple=True, type=_PATH,
               help="Detect output (OUT.gpkg) the field file was copied from, registered with the store first; repeatable. "
                    "Not needed when the run was made with detect --history.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pandas as pd
 import pyogrio
 
 from swc_rs.errors import InputFileError, OutputExistsError
+from swc_rs.export.atomic import is_write_failure, temporary_beside, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".gpkg":
         raise InputFileError("the output must be a GeoPackage", path=path, fix="end the output name with .gpkg")
+    if path.is_symlink():
+        raise InputFileError(f"the output is a symbolic link (to {os.readlink(path)}); swc-rs never writes through one",
+                             path=path, fix="give the real path of the output, or remove the link")
     if path.exists() and not overwrite:
         raise OutputExistsError("the output already exists", path=path, fix="choose another name or add --overwrite")
     if path.exists():
@@ -43,8 +46,13 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
             raise OutputExistsError("is a history store; swc-rs never overwrites it, not even with --overwrite", path=path,
                                     fix="choose another output name (the store is given with --history)")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
+    try:
         parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputFileError(f"the output's folder cannot be made ({err.strerror})", path=path,
+                             fix="give an output in a folder you can write (a path under a regular file is not one)") from err
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError("the output's folder is not writable", path=path, fix="give an output in a folder you can write")
     return path
 
 
@@ -72,9 +80,10 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
         Idle worker processes (detect's window workers) that make a slice of the chips each.
     """
     path = check_output(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    try:
+        tmp = temporary_beside(path, ".gpkg")
+    except OSError as err:
+        raise write_failed(path, err) from err
     tmp.unlink()
     from swc_rs.export.chips import result_chips, write_chips
     from swc_rs.export.styles import write_styles
@@ -100,10 +109,14 @@ def write_result(result, path: str | Path, *, overwrite: bool = False, extra_lay
             write_styles(tmp, path)  # while the chips are made
             write_chips(tmp, result, chips=made.result() if made is not None else chips)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             if made is not None:
                 made.cancel()
             tmp.unlink(missing_ok=True)
+            for side in ("-journal", "-wal", "-shm"):
+                Path(str(tmp) + side).unlink(missing_ok=True)
+            if is_write_failure(err):
+                raise write_failed(path, err) from err
             raise
     log.info("wrote %s", path)
     return path
