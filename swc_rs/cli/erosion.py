@@ -14,11 +14,10 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 
 @click.command(
     epilog="""\b
-Example (the sample scene; R and K per zone come from pipelines/erosion.toml):
-  $ swc-rs erosion data/sample_tiles/dem.tif --imagery data/sample_tiles/after.tif \\
-      --landuse data/sample_tiles/landuse.gpkg --zones data/sample_tiles/zones.gpkg \\
-      --counties data/sample_tiles/counties.gpkg --config pipelines/erosion.toml \\
-      -o out/erosion.gpkg
+Example (R and K per zone from the [erosion] table of the configuration):
+  $ swc-rs erosion dem_10m.tif --imagery s2_2026.tif --landuse landuse_2026.gpkg \\
+      --zones zones/zones_illustrative.gpkg --counties counties.gpkg \\
+      --config pipelines/erosion.toml --year 2026 -o out/erosion.gpkg
 \b
 Writes out/erosion.gpkg (erosion_counties, erosion_zones, run_info, QGIS styles),
 out/erosion_modulus.tif and out/erosion_grade.tif (COGs).

@@ -176,14 +176,14 @@ class _Inputs:
         field_name = cfg.landuse_field if cfg.landuse_field in frame.columns else None
         if field_name is None:
             field_name = _name_field(frame, LANDUSE_FIELDS, req.landuse, "land-use")
-        classes = frame[field_name].map(lambda v: landuse_class(v, cfg.landuse_codes))
+        classes = [landuse_class(v, cfg.landuse_codes) for v in frame[field_name]]
         unknown = sorted({str(v) for v, c in zip(frame[field_name], classes, strict=False) if c is None})
         if unknown:
             raise VectorInputError(
                 f"land-use codes {', '.join(unknown[:12])}{' …' if len(unknown) > 12 else ''} (field {field_name}) "
                 "are not in the land-use table", path=req.landuse,
                 fix="map them in [erosion] landuse_codes, e.g. landuse_codes = { \"0999\" = \"grass\" }")
-        frame = frame.assign(_class=classes.astype(int))
+        frame = frame.assign(_class=np.asarray(classes, dtype=int))
         self.landuse_vector = frame[["_class", "geometry"]]
         self.notes["landuse"] = f"land-use layer {req.landuse} (field {field_name})"
 
