@@ -635,7 +635,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
     """
     data: dict[str, Any] = _read_toml(Path(path)) if path else {}
     source: object = path or "configuration"
-    allowed = set(_SECTIONS) | {"rules", "detect", "batch", "meta"}
+    allowed = set(_SECTIONS) | {"rules", "detect", "batch", "meta", "erosion"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(

@@ -668,3 +668,83 @@ def sample_windows(grid: Grid, count: int, size: int) -> list[Window]:
             seen.add(key)
             unique.append(w)
     return unique[: max(count, 1)] if len(unique) > count else unique
+
+
+# -- single rasters on a reference grid (swc-rs erosion) ---------------------------------
+class AlignedRaster:
+    """One raster read on a reference :class:`Grid`, windowed, through a WarpedVRT.
+
+    Used for the DEM (warped to a metric CRS when it is geographic) and for what is
+    laid on the DEM's grid: imagery, land use, R, K. Reads return float64 with NaN
+    outside the raster or at its nodata (``band`` given), or all bands (``band=None``).
+
+    Raises
+    ------
+    InputFileError, RasterInputError
+        Missing or unreadable file, no CRS, no geotransform.
+    """
+
+    def __init__(self, path: str | Path, grid: Grid | None = None, *, what: str = "raster",
+                 resampling: str = "bilinear", work_crs: str | None = None):
+        self.path = Path(path)
+        self.what = what
+        self._ds = _open(self.path, what)
+        try:
+            if self._ds.crs is None:
+                raise RasterInputError(
+                    f"the {what} has no coordinate reference system", path=self.path,
+                    fix="assign one, e.g. gdal_edit.py -a_srs EPSG:4543 FILE, or give the georeferenced original")
+            if self._ds.transform == Affine.identity():
+                raise RasterInputError(f"the {what} has no geotransform (pixel coordinates only)", path=self.path,
+                                       fix="georeference it first (gdalwarp)")
+            if grid is None:
+                grid = self._own_grid(work_crs)
+            self.grid = grid
+            self._resampling = Resampling[resampling]
+            same = (self._ds.crs == grid.crs and self._ds.transform.almost_equals(grid.transform)
+                    and (self._ds.width, self._ds.height) == (grid.width, grid.height))
+            nodata = self._ds.nodata
+            self._vrt = None if same else WarpedVRT(
+                self._ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                resampling=self._resampling, src_nodata=nodata, nodata=nodata, add_alpha=nodata is None)
+        except Exception:
+            self._ds.close()
+            raise
+
+    def _own_grid(self, work_crs: str | None) -> Grid:
+        ds = self._ds
+        if ds.crs.is_geographic and work_crs:
+            from rasterio.warp import calculate_default_transform
+
+            transform, width, height = calculate_default_transform(ds.crs, work_crs, ds.width, ds.height, *ds.bounds)
+            return Grid(int(width), int(height), transform, CRS.from_user_input(work_crs))
+        return Grid(ds.width, ds.height, ds.transform, ds.crs)
+
+    @property
+    def dataset(self):
+        return self._ds
+
+    @property
+    def count(self) -> int:
+        return self._ds.count
+
+    def bounds_in(self, crs) -> tuple[float, float, float, float]:
+        return transform_bounds(self._ds.crs, crs, *self._ds.bounds, densify_pts=21)
+
+    def read(self, window: Window, band: int | None = 1) -> np.ndarray:
+        """Values in ``window`` of the reference grid (float64, NaN where there is no data)."""
+        src = self._vrt if self._vrt is not None else self._ds
+        indexes = band if band is not None else list(range(1, self._ds.count + 1))
+        data = src.read(indexes, window=window, masked=True, out_dtype="float64")
+        return np.ma.filled(data, np.nan)
+
+    def close(self) -> None:
+        if self._vrt is not None:
+            self._vrt.close()
+        self._ds.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

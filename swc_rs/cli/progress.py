@@ -8,7 +8,7 @@ import sys
 
 log = logging.getLogger("swc_rs")
 
-_LABELS = {"detect": "Finding patches", "features": "Patch features", "generate": "Generating scene"}
+_LABELS = {"detect": "Finding patches", "features": "Patch features", "generate": "Generating scene", "erosion": "Soil loss (CSLE)"}
 
 
 @contextlib.contextmanager

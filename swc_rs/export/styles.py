@@ -40,7 +40,7 @@ QGIS_VERSION = "3.22.16-Białowieża"
 STYLE_NAME = "swc-rs"
 
 #: Map layers, top of the legend first.
-LAYER_ORDER = ("suspected_violations", "disturbance_patches", "projects", "zones")
+LAYER_ORDER = ("suspected_violations", "disturbance_patches", "projects", "zones", "erosion_counties", "erosion_zones")
 
 #: Legend names of the layers.
 LAYER_TITLES = {
@@ -48,6 +48,8 @@ LAYER_TITLES = {
     "disturbance_patches": "扰动图斑",
     "projects": "防治责任范围",
     "zones": "水土保持分区",
+    "erosion_counties": "区县水土保持率",
+    "erosion_zones": "分区水土保持率",
 }
 
 #: Chinese aliases (DOMAIN.md / INTERFACE.md field codes).
@@ -94,7 +96,31 @@ ALIASES = {
     "ZONE_CODE": "分区代码",
     "ZONE_NAME": "分区名称",
     "N_PATCH": "扰动图斑数",
+    # erosion (swc-rs erosion)
+    "XZQMC": "区县名称",
+    "XZQDM": "区县代码",
+    "LAND_HM2": "土地面积(hm²)",
+    "COVER_PCT": "数据覆盖比例(%)",
+    "SEEN_HM2": "有效观测面积(hm²)",
+    "UNSEEN_PCT": "未观测比例(云、阴影、无数据)(%)",
+    "G1_HM2": "微度侵蚀面积(hm²)",
+    "G2_HM2": "轻度侵蚀面积(hm²)",
+    "G3_HM2": "中度侵蚀面积(hm²)",
+    "G4_HM2": "强烈侵蚀面积(hm²)",
+    "G5_HM2": "极强烈侵蚀面积(hm²)",
+    "G6_HM2": "剧烈侵蚀面积(hm²)",
+    "ERODE_HM2": "水土流失面积(hm²)",
+    "SWC_RATE": "水土保持率(%)",
+    "MEAN_A": "平均土壤侵蚀模数(t/(km²·a))",
+    "GAP_2025": "距2025年目标(百分点)",
+    "GAP_2035": "距2035年目标(百分点)",
+    "X_TARGET": "目标达成情况",
+    "X_PARTIAL": "部分覆盖或未观测",
+    "YEAR": "监测年份",
 }
+
+#: Colours of the erosion layers' target categories (rate against the city plan's targets).
+TARGET_RGB = {"met_late": (26, 152, 80), "met_early": (166, 217, 106), "missed": (215, 48, 39), "none": (190, 190, 190)}
 
 #: What an empty text field means in a drop-down.
 BLANK = "（未填写）"
@@ -297,6 +323,17 @@ def layer_renderer(layer: str, values: Sequence[str] = ()) -> tuple[ET.Element, 
         cats = [(z, z, fill_symbol("", ZONE_RGB.get(z, (190, 190, 190)), ZONE_RGB.get(z, (120, 120, 120)),
                                    fill_alpha=25, outline_width=0.6)) for z in codes_]
         return categorized_renderer("ZONE_CODE", cats, fill_symbol("", (190, 190, 190), (120, 120, 120), fill_alpha=25)), None
+    if layer in ("erosion_counties", "erosion_zones"):
+        present = sorted(set(values))
+        def colour(v):
+            if v.startswith("达到"):
+                return TARGET_RGB["met_late"] if v == max((p for p in present if p.startswith("达到")), default=v) \
+                    else TARGET_RGB["met_early"]
+            return TARGET_RGB["missed"] if v.startswith("未达") else TARGET_RGB["none"]
+        cats = [(v, v, fill_symbol("", colour(v), (80, 80, 80), fill_alpha=140, outline_width=0.5)) for v in present]
+        name = "XZQMC" if layer == "erosion_counties" else "ZONE_CODE"
+        return (categorized_renderer("X_TARGET", cats, fill_symbol("", (190, 190, 190), (120, 120, 120))),
+                label_settings(name, (40, 40, 40)))
     if layer == "projects":
         return single_renderer(fill_symbol("", None, PROJECT_RGB, outline_width=0.7)), label_settings("PRNM", PROJECT_RGB)
     return single_renderer(fill_symbol("", (200, 200, 200), (120, 120, 120))), None
@@ -311,7 +348,8 @@ def style_elements(layer: str, fields: Sequence[str], values: Sequence[str] = ()
         holder.append(labeling)
     field_elements(holder, fields)
     display = ET.SubElement(holder, "previewExpression")
-    display.text = '"QDNM"' if "QDNM" in fields else ('"PRNM"' if "PRNM" in fields else '"ZONE_NAME"')
+    display.text = next((f'"{name}"' for name in ("QDNM", "PRNM", "ZONE_NAME", "XZQMC", "NAME") if name in fields),
+                        '"ZONE_NAME"')
     ET.SubElement(holder, "layerGeometryType").text = "2"
     return list(holder)
 
@@ -392,6 +430,8 @@ def write_layer_styles(con: sqlite3.Connection) -> list[str]:
         values: list[str] = []
         if layer == "zones" and "ZONE_CODE" in fields:
             values = [r[0] for r in con.execute('SELECT DISTINCT "ZONE_CODE" FROM "zones"') if r[0]]
+        if layer.startswith("erosion_") and "X_TARGET" in fields:
+            values = [r[0] for r in con.execute(f'SELECT DISTINCT "X_TARGET" FROM "{layer}"') if r[0]]
         con.execute(
             "UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_schema = '' AND f_table_name = ? "
             "AND f_geometry_column = ?", (layer, geometry))
