@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from swc_rs import codes
 from swc_rs.cli.main import cli
 from swc_rs.export.project import PROJECT_NAME, read_qgs
-from swc_rs.export.styles import GPKG_APPLICATION_ID, GPKG_USER_VERSION, LAYER_ORDER, layer_qml
+from swc_rs.export.styles import DETECT_LAYERS, GPKG_APPLICATION_ID, GPKG_USER_VERSION, layer_qml
 from tests.conftest import make_scene
 
 #: One square inside the project's range (合规), one outside every range (疑似未批先建).
@@ -43,7 +43,7 @@ def query(path, sql, *args):
 def styles(path) -> dict[str, ET.Element]:
     rows = query(path, "SELECT f_table_name, f_geometry_column, styleQML, useAsDefault FROM layer_styles")
     geoms = dict(query(path, "SELECT table_name, column_name FROM gpkg_geometry_columns"))
-    assert sorted(r[0] for r in rows) == sorted(LAYER_ORDER)  # one style per layer
+    assert sorted(r[0] for r in rows) == sorted(DETECT_LAYERS)  # one style per layer
     for name, geometry, _, default in rows:
         assert geometry == geoms[name] and default == 1
     return {name: ET.fromstring(qml) for name, _, qml, _ in rows}
@@ -128,12 +128,12 @@ def test_embedded_project(output):
     assert qgs.tag == "qgis" and qgs.find("projectCrs/spatialrefsys/authid").text == "EPSG:4490"
     sources = [layer.findtext("datasource") for layer in qgs.iter("maplayer")]
     vectors = [s for s in sources if "|layername=" in s]
-    assert vectors == [f"./{output.name}|layername={name}" for name in LAYER_ORDER]
+    assert vectors == [f"./{output.name}|layername={name}" for name in DETECT_LAYERS]
     rasters = [Path(s) for s in sources if "|layername=" not in s]
     assert len(rasters) == 2 and all(p.is_absolute() and p.exists() for p in rasters)
     assert {p.name for p in rasters} == {"before.tif", "after.tif"}
     tree = [node.get("id") for node in qgs.iter("layer-tree-layer")]
-    assert tree[:4] == [f"{name}_swc_rs" for name in LAYER_ORDER]  # suspected violations on top
+    assert tree[:4] == [f"{name}_swc_rs" for name in DETECT_LAYERS]  # suspected violations on top
     for layer in qgs.iter("maplayer"):
         if layer.get("type") == "raster":
             renderer = layer.find("pipe/rasterrenderer")
@@ -163,7 +163,7 @@ def test_missing_images_leave_out_rasters_and_chips(output, tmp_path, caplog):
     result = SimpleNamespace(violations=violations, run_info={"before": str(tmp_path / "gone.tif"),
                                                               "after": str(tmp_path / "gone2.tif")})
     assert write_chips(copy, result) == 0
-    assert write_styles(copy, images=False) == list(LAYER_ORDER)
+    assert write_styles(copy, images=False) == list(DETECT_LAYERS)
     qgs = ET.fromstring(read_qgs(query(copy, "SELECT content FROM qgis_projects")[0][0]))
     assert [m.get("type") for m in qgs.iter("maplayer")] == ["vector"] * 4
     assert len(query(copy, "SELECT * FROM layer_styles")) == 4  # rewritten, not duplicated

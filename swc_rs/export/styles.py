@@ -39,8 +39,14 @@ QGIS_VERSION = "3.22.16-Białowieża"
 
 STYLE_NAME = "swc-rs"
 
-#: Map layers, top of the legend first.
-LAYER_ORDER = ("suspected_violations", "disturbance_patches", "projects", "zones", "erosion_counties", "erosion_zones")
+#: The map layers of a ``detect`` GeoPackage, top of the legend first.
+DETECT_LAYERS = ("suspected_violations", "disturbance_patches", "projects", "zones")
+
+#: The map layers of an ``erosion`` GeoPackage.
+EROSION_LAYERS = ("erosion_counties", "erosion_zones")
+
+#: Every styled layer, top of the legend first; a file gets the ones it holds.
+LAYER_ORDER = DETECT_LAYERS + EROSION_LAYERS
 
 #: Legend names of the layers.
 LAYER_TITLES = {
