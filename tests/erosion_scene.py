@@ -5,6 +5,10 @@
 (B 1). With R 6000 and K 0.005, every west cell is 微度 (A < 5 t/(hm²·a)) and every
 east cell far above the tolerance, so the rate is 50 % over the scene, 100 % in the
 west county and 0 % in the east county.
+
+``forest_rows`` plants forest (NDVI 0.85, B 0.004: still 微度 on the 20° slope) on
+the northern rows of the east half: the east county's rate is then forest_rows / N
+and the scene's 50 % + half of it, known by construction for any "year".
 """
 
 from __future__ import annotations
@@ -46,11 +50,13 @@ def write_raster(path: Path, data: np.ndarray, *, crs: str | None = CRS, transfo
     return path
 
 
-def image(n: int = N) -> np.ndarray:
-    """4-band uint16 reflectance × 10000: forest in the west, bare soil in the east."""
+def image(n: int = N, forest_rows: int = 0) -> np.ndarray:
+    """4-band uint16 reflectance × 10000: forest in the west (and the east's first
+    ``forest_rows`` rows), bare soil in the rest of the east."""
     west = np.array([0.02, 0.05, 0.03, 0.37])
     east = np.array([0.15, 0.18, 0.20, 0.244])
-    bands = np.where(np.arange(n)[None, None, :] < n // 2, west[:, None, None], east[:, None, None])
+    forest = (np.arange(n)[None, :, None] < forest_rows) | (np.arange(n)[None, None, :] < n // 2)
+    bands = np.where(forest, west[:, None, None], east[:, None, None])
     return np.round(np.broadcast_to(bands, (4, n, n)) * 10000).astype(np.uint16)
 
 
@@ -59,16 +65,21 @@ def halves(n: int = N, cell: float = CELL) -> tuple:
     return box(X0, Y0 - n * cell, mid, Y0), box(mid, Y0 - n * cell, X0 + n * cell, Y0)
 
 
-def write_scene(folder: Path, *, extra_county: bool = False) -> dict[str, Path]:
+def write_scene(folder: Path, *, extra_county: bool = False, forest_rows: int = 0) -> dict[str, Path]:
     """DEM, imagery, land use, zones and counties of the designed scene in ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     west, east = halves()
     paths = {
         "dem": write_raster(folder / "dem.tif", designed_dem().astype(np.float32), nodata=-9999.0),
-        "imagery": write_raster(folder / "image.tif", image(), descriptions=("blue", "green", "red", "nir")),
+        "imagery": write_raster(folder / "image.tif", image(forest_rows=forest_rows),
+                                descriptions=("blue", "green", "red", "nir")),
     }
-    gpd.GeoDataFrame({"DLBM": ["0301", "1206"]}, geometry=[west, east], crs=CRS).to_file(folder / "landuse.gpkg")
+    codes, parts = ["0301", "1206"], [west, east]
+    if forest_rows:
+        north = box(east.bounds[0], Y0 - forest_rows * CELL, east.bounds[2], Y0)
+        codes, parts = ["0301", "0301", "1206"], [west, east.intersection(north), east.difference(north)]
+    gpd.GeoDataFrame({"DLBM": codes}, geometry=parts, crs=CRS).to_file(folder / "landuse.gpkg")
     gpd.GeoDataFrame({"ZONE_CODE": ["Z1"], "ZONE_NAME": ["测试分区"]}, geometry=[west.union(east)],
                      crs=CRS).to_file(folder / "zones.gpkg")
     names, geoms = ["西县", "东县"], [west, east]

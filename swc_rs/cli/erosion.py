@@ -32,7 +32,8 @@ out/erosion_modulus.tif and out/erosion_grade.tif (COGs).
 @click.option("--r", "r_factor", type=_PATH, default=None, help="Rainfall erosivity R raster, MJ·mm/(hm²·h·a); else [erosion] r_zones / r_value.")
 @click.option("--k", "k_factor", type=_PATH, default=None, help="Soil erodibility K raster, t·hm²·h/(hm²·MJ·mm); else [erosion] k_zones / k_value.")
 @click.option("--measures", type=_PATH, default=None, help="Engineering measures (terraces …) with a MEASURE field, for E.")
-@click.option("--year", default="", help="Monitoring year recorded with the result (e.g. 2026).")
+@click.option("--year", type=click.IntRange(1900, 2200), default=None,
+              help="Monitoring year (e.g. 2026): recorded in run_info and as the YEAR column; `erosion-trend` needs it.")
 @click.option("--sensor", type=click.Choice(["auto", "gf", "s2", "landsat", "rgb"]), default="auto", show_default=True, help="Band layout of the imagery.")
 @click.option("--bands", "bands", default=None, help="Explicit band roles, e.g. blue=1,green=2,red=3,nir=4.")
 @click.option("--config", "config_path", type=_PATH, default=None, help="Configuration with an [erosion] table (pipelines/erosion.toml).")
@@ -60,7 +61,8 @@ def erosion(dem, zones, counties, output, imagery, landuse, r_factor, k_factor, 
     check_outputs(output, overwrite)  # before any work
     request = ErosionRequest(dem=dem, zones=zones, counties=counties, imagery=imagery, landuse=landuse,
                              r=r_factor, k=k_factor, measures=measures, sensor=sensor,
-                             band_map=parse_band_map(bands) if bands else None, year=str(year))
+                             band_map=parse_band_map(bands) if bands else None,
+                             year=str(year) if year is not None else "")
     output.parent.mkdir(parents=True, exist_ok=True)
     sink = RasterSink(output)
     try:

@@ -22,9 +22,20 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from swc_rs.cli import batch, detect, erosion, evaluate, export, report, sample, train, verify
+    from swc_rs.cli import (
+        batch,
+        detect,
+        erosion,
+        erosion_trend,
+        evaluate,
+        export,
+        report,
+        sample,
+        train,
+        verify,
+    )
 
-    for module in (detect, batch, verify, report, export, train, sample, evaluate, erosion):
+    for module in (detect, batch, verify, report, export, train, sample, evaluate, erosion, erosion_trend):
         cli.add_command(getattr(module, module.__name__.rsplit(".", 1)[1]))
 
 

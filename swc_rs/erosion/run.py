@@ -432,6 +432,9 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
         Any bad input (file, problem, fix).
     """
     config = config or ErosionConfig()
+    year = str(request.year).strip()
+    if year and not (year.isdigit() and 1900 <= int(year) <= 2200):
+        raise InputError(f"the monitoring year {request.year!r} is not a year", fix="give the year as four digits, e.g. --year 2026")
     started = time.perf_counter()
     inputs = _Inputs(request, config)
     try:
@@ -456,6 +459,9 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
         counties = counties.rename(columns={inputs.county_name: "XZQMC", **({code: "XZQDM"} if code else {})})
         zones = _table(inputs.zones, zone_tally, pixel_area, config,
                        keep=[c for c in ("ZONE_CODE", "ZONE_NAME") if c in inputs.zones.columns])
+        if year:  # each year's tables carry their year (erosion-trend reads it)
+            counties.insert(counties.columns.get_loc("LAND_HM2"), "YEAR", int(year))
+            zones.insert(zones.columns.get_loc("LAND_HM2"), "YEAR", int(year))
         for frame, label in ((counties, "counties"), (zones, "zones")):
             partial = frame[frame["COVER_PCT"] < 99.5]
             if len(partial):

@@ -476,8 +476,13 @@ def _dot(colour: str) -> str:
     return f'<span class="dot" style="background:{COLOUR_HEX.get(colour, NOT_PROJECT_HEX)}"></span>{_e(colour)}'
 
 
-def build_report(data: ReportInput, weights: RiskScore = RiskScore(), *, title: str | None = None) -> str:
-    """The report's HTML text (self-contained: no external reference)."""
+def build_report(data: ReportInput, weights: RiskScore = RiskScore(), *, title: str | None = None,
+                 erosion=None) -> str:
+    """The report's HTML text (self-contained: no external reference).
+
+    ``erosion``: a :class:`~swc_rs.erosion.trend.Trend` whose section
+    (:mod:`swc_rs.export.erosion_report`) goes after the detect sections.
+    """
     info = data.run_info
     crs = _text(info.get("area_crs")) or "EPSG:4543"
     patches = data.patches.copy()
@@ -508,7 +513,7 @@ def build_report(data: ReportInput, weights: RiskScore = RiskScore(), *, title: 
         "<!DOCTYPE html>",
         '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{_e(title)}</title><style>{_CSS}{_erosion_css(erosion)}</style></head><body>",
         f"<header><h1>{_e(title)}</h1><p>前时相 {_e(info.get('date_before') or '?')} → 后时相 {_e(info.get('date_after') or '?')}"
         f" · 传感器 {_e(info.get('sensor') or '?')} · 像元 {_e(info.get('pixel_size_m') or '?')} m"
         f" · 判读模型 {_e(info.get('model_id') or '?')} · swc-rs {_e(info.get('swc_rs_version') or __version__)}"
@@ -596,28 +601,76 @@ def build_report(data: ReportInput, weights: RiskScore = RiskScore(), *, title: 
         parts.append('<section id="developers"><h2>建设单位重点关注名单 / 黑名单</h2>' + _table(
             [("DPOZ", "建设单位", False), ("N_CONFIRMED", "确认违法", True), ("N_OPEN", "未销号", True), ("N_SENSITIVE", "涉敏感区", True),
              ("AREA_HM2", "面积 hm²", True), ("FLAG", "名单", False), ("QDNM", "图斑", False)], dev_rows) + "</section>")
+    if erosion is not None:
+        from swc_rs.export.erosion_report import erosion_section
+
+        parts.append(erosion_section(erosion))
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     parts.append(f"</main><footer>由 swc-rs {_e(__version__)} 生成于 {_e(generated)}。所有结果均为“疑似”，以现场复核为准。"
                  f"面积在 {_e(crs)} 中计算（hm²）。</footer><script>{_JS}</script></body></html>")
     return "\n".join(parts)
 
 
-def write_report(source: str | Path, output: str | Path, *, overwrite: bool = False, weights: RiskScore = RiskScore()) -> Path:
+def _erosion_css(erosion) -> str:
+    if erosion is None:
+        return ""
+    from swc_rs.export.erosion_report import CSS
+
+    return CSS
+
+
+def build_erosion_report(erosion, *, title: str | None = None) -> str:
+    """A report of the erosion section alone (no detect output given)."""
+    from swc_rs.export.erosion_report import erosion_section
+
+    years = "、".join(str(y) for y in erosion.years)
+    title = title or f"水土保持率监测报告 {years}"
+    generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="zh-CN"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}{_erosion_css(erosion)}</style></head><body>",
+        f"<header><h1>{_e(title)}</h1><p>swc-rs {_e(__version__)} · 监测年份 {_e(years)}</p></header><main>",
+        erosion_section(erosion),
+        f"</main><footer>由 swc-rs {_e(__version__)} 生成于 {_e(generated)}。面积为各区县、分区的有效观测土地。</footer>"
+        f"<script>{_JS}</script></body></html>",
+    ])
+
+
+def write_report(source: str | Path | None, output: str | Path, *, overwrite: bool = False,
+                 weights: RiskScore = RiskScore(), erosion=(), targets: dict[str, float] | None = None) -> Path:
     """Write the report of the detect output ``source`` to ``output`` atomically.
+
+    ``erosion``: erosion outputs (one per year) or one erosion-trend output; they add
+    the erosion section (their trend is computed with ``targets``, the ``[erosion]``
+    defaults when None). ``source`` may be None when ``erosion`` is given.
 
     Raises
     ------
     OutputExistsError
         ``output`` exists and ``overwrite`` is False.
     InputFileError
-        ``source`` is not a detect output, or ``output`` is not an .html file.
+        ``source`` is not a detect output, an erosion file is not an erosion output,
+        or ``output`` is not an .html file.
     """
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise InputFileError("the report must be an HTML file", path=output, fix="end the report name with .html")
     if output.exists() and not overwrite:
         raise OutputExistsError("the report already exists", path=output, fix="choose another name or add --overwrite")
-    text = build_report(read_output(source), weights)
+    trend = None
+    if erosion:
+        from swc_rs.erosion.config import ErosionConfig
+        from swc_rs.erosion.trend import load_erosion
+
+        trend = load_erosion(list(erosion), targets if targets is not None else ErosionConfig().targets)
+    if source is None:
+        if trend is None:
+            raise InputFileError("nothing to report", fix="give the OUT.gpkg of swc-rs detect and/or --erosion FILE")
+        text = build_erosion_report(trend)
+    else:
+        text = build_report(read_output(source), weights, erosion=trend)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".html", dir=output.parent)
     try:
