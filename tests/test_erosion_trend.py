@@ -123,6 +123,21 @@ def test_trend_by_year_and_summary_match_the_design(trend_gpkg):
     assert list(zones_by_year["SWC_RATE"]) == pytest.approx([ZONE[y] for y in DESIGN])
     info = read_trend(trend_gpkg).run_info
     assert info["years"] == [2022, 2024, 2026] and info["targets"] == {"2025": 73.46, "2035": 75.25}
+    assert [info["inputs"][i]["swc_rate_all"] for i in range(3)] == pytest.approx([ZONE[y] for y in DESIGN])
+
+
+def test_trend_output_opens_styled_in_qgis(trend_gpkg):
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(trend_gpkg)) as db:
+        styled = {r[0]: r[1] for r in db.execute("SELECT f_table_name, styleQML FROM layer_styles")}
+        projects = db.execute("SELECT count(*) FROM qgis_projects").fetchone()[0]
+    assert set(styled) == {"trend_counties", "trend_zones"} and projects == 1
+    # Coloured by the last target's X_TRACK, with the Chinese aliases.
+    assert 'attr="X_TRACK"' in styled["trend_counties"] and "线性趋势(百分点/年)" in styled["trend_counties"]
+    counties = gpd.read_file(trend_gpkg, layer="trend_counties").set_index("XZQMC")
+    assert list(counties["X_TRACK"]) == list(counties["ON_TRACK_2035"])
 
 
 def test_targets_are_configuration(years, tmp_path):

@@ -14,7 +14,8 @@ county and per zone
   latest year's value at that slope (latest year + (target − latest rate) / slope,
   rounded up); ON_TRACK_<target year>: 已达到 (the latest rate meets it), 可达到 (REACH
   ≤ the target year), 达不到 (slope ≤ 0, or REACH after the target year), 无趋势 (one
-  year with a rate only).
+  year with a rate only); X_TRACK is ON_TRACK of the last target (the QGIS style's
+  colours) and X_TREND says it in words.
 
 The targets are the ``[erosion] targets`` of the configuration (73.46 % for 2025 and
 75.25 % for 2035 by default) and are applied to every year alike, whatever targets the
@@ -298,6 +299,7 @@ def _summary(kind: str, outputs: list[YearOutput], table: pd.DataFrame, key: str
             row[f"ON_TRACK_{label}"] = state
             status[label] = (state, reach)
         state, reach = status[final_label]
+        row["X_TRACK"] = state
         row["X_TREND"] = _trend_text(state, reach, slope, last_rate, final_label)
         partial = group.loc[group["X_PARTIAL"].astype(str) == "是", "YEAR"]
         row["X_PARTIAL_YEARS"] = ",".join(str(int(y)) for y in partial)
@@ -376,6 +378,7 @@ def write_trend(trend: Trend, path: str | Path, *, overwrite: bool = False) -> P
     import tempfile
 
     from swc_rs.export.gpkg import check_output, write_layer
+    from swc_rs.export.styles import write_styles
 
     path = check_output(path, overwrite)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
@@ -390,6 +393,7 @@ def write_trend(trend: Trend, path: str | Path, *, overwrite: bool = False) -> P
         info = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
                 for k, v in trend.run_info.items()}
         pyogrio.write_dataframe(pd.DataFrame([info]), tmp, layer="run_info")
+        write_styles(tmp, path, images=False)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -45,8 +45,11 @@ DETECT_LAYERS = ("suspected_violations", "disturbance_patches", "projects", "zon
 #: The map layers of an ``erosion`` GeoPackage.
 EROSION_LAYERS = ("erosion_counties", "erosion_zones")
 
+#: The map layers of an ``erosion-trend`` GeoPackage.
+TREND_LAYERS = ("trend_counties", "trend_zones")
+
 #: Every styled layer, top of the legend first; a file gets the ones it holds.
-LAYER_ORDER = DETECT_LAYERS + EROSION_LAYERS
+LAYER_ORDER = DETECT_LAYERS + EROSION_LAYERS + TREND_LAYERS
 
 #: Legend names of the layers.
 LAYER_TITLES = {
@@ -56,6 +59,8 @@ LAYER_TITLES = {
     "zones": "水土保持分区",
     "erosion_counties": "区县水土保持率",
     "erosion_zones": "分区水土保持率",
+    "trend_counties": "区县水土保持率趋势",
+    "trend_zones": "分区水土保持率趋势",
 }
 
 #: Chinese aliases (DOMAIN.md / INTERFACE.md field codes).
@@ -123,7 +128,26 @@ ALIASES = {
     "X_TARGET": "目标达成情况",
     "X_PARTIAL": "部分覆盖或未观测",
     "YEAR": "监测年份",
+    # erosion-trend
+    "PREV_YEAR": "上期年份",
+    "CHANGE_PP": "较上期变化(百分点)",
+    "N_YEARS": "有观测年数",
+    "YEAR_FIRST": "首年",
+    "YEAR_LAST": "末年",
+    "RATE_FIRST": "首年水土保持率(%)",
+    "RATE_LAST": "末年水土保持率(%)",
+    "SLOPE_PP_YR": "线性趋势(百分点/年)",
+    "REACH_2025": "按趋势达到2025年目标的年份",
+    "REACH_2035": "按趋势达到2035年目标的年份",
+    "ON_TRACK_2025": "2025年目标",
+    "ON_TRACK_2035": "2035年目标",
+    "X_TRACK": "末期目标达成趋势",
+    "X_TREND": "趋势判断",
+    "X_PARTIAL_YEARS": "部分覆盖或未观测的年份",
 }
+
+#: Colours of the trend layers' X_TRACK (the last target: met, on track, not on track, no trend).
+TRACK_RGB = {"已达到": (26, 152, 80), "可达到": (166, 217, 106), "达不到": (215, 48, 39), "无趋势": (190, 190, 190)}
 
 #: Colours of the erosion layers' target categories (rate against the city plan's targets).
 TARGET_RGB = {"met_late": (26, 152, 80), "met_early": (166, 217, 106), "missed": (215, 48, 39), "none": (190, 190, 190)}
@@ -339,6 +363,12 @@ def layer_renderer(layer: str, values: Sequence[str] = ()) -> tuple[ET.Element, 
         cats = [(v, v, fill_symbol("", colour(v), (80, 80, 80), fill_alpha=140, outline_width=0.5)) for v in present]
         name = "XZQMC" if layer == "erosion_counties" else "ZONE_CODE"
         return (categorized_renderer("X_TARGET", cats, fill_symbol("", (190, 190, 190), (120, 120, 120))),
+                label_settings(name, (40, 40, 40)))
+    if layer in TREND_LAYERS:
+        cats = [(v, v, fill_symbol("", rgb, (80, 80, 80), fill_alpha=140, outline_width=0.5))
+                for v, rgb in TRACK_RGB.items()]
+        name = "XZQMC" if layer == "trend_counties" else "ZONE_CODE"
+        return (categorized_renderer("X_TRACK", cats, fill_symbol("", (190, 190, 190), (120, 120, 120))),
                 label_settings(name, (40, 40, 40)))
     if layer == "projects":
         return single_renderer(fill_symbol("", None, PROJECT_RGB, outline_width=0.7)), label_settings("PRNM", PROJECT_RGB)
