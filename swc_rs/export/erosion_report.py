@@ -37,7 +37,7 @@ svg.chart text.tl0{fill:#e08a00;font-weight:bold} svg.chart text.tl1{fill:#12344
 svg.chart .proj{stroke-dasharray:4 4;fill:none;stroke-width:1.5}
 svg.chart .obs{fill:none;stroke-width:2}
 svg .county{stroke:#fff;stroke-width:1.2;fill-rule:evenodd}
-svg .clabel{font-size:12px;fill:#111;stroke:#fff;stroke-width:3px;paint-order:stroke;text-anchor:middle}
+svg .clabel{font-size:14px;fill:#111;stroke:#fff;stroke-width:3px;paint-order:stroke;text-anchor:middle}
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:16px;margin-bottom:12px}
 svg.emap{max-height:460px}
 .wide{overflow-x:auto;margin-bottom:12px}
