@@ -153,6 +153,24 @@ def test_targets_are_configuration(years, tmp_path):
     assert east["GAP_2025"] == pytest.approx(73.46 - 44.0)  # the default 2025 target stays, merged
 
 
+def test_partial_years_and_incomparable_grading_are_flagged(tmp_path):
+    first = _erosion(write_scene(tmp_path / "a", extra_county=True, forest_rows=30), tmp_path / "a.gpkg", 2024)
+    paths = write_scene(tmp_path / "b", extra_county=True, forest_rows=60)
+    paths["config"].write_text("[erosion]\nr_value = 6000.0\nk_value = 0.005\ntolerable_t_km2 = 1000.0\n"
+                               "grade_breaks_t_km2 = [1000.0, 2500.0, 5000.0, 8000.0, 15000.0]\n", encoding="utf-8")
+    second = _erosion(paths, tmp_path / "b.gpkg", 2026)
+    out = tmp_path / "t.gpkg"
+    result = CliRunner().invoke(cli, ["erosion-trend", str(out), str(first), str(second)])
+    assert result.exit_code == 0, result.output
+    counties = gpd.read_file(out, layer="trend_counties").set_index("XZQMC")
+    assert counties.loc["外县", "X_PARTIAL_YEARS"] == "2024,2026"  # half of it beyond the DEM, both years
+    assert counties.loc["西县", "X_PARTIAL_YEARS"] == ""
+    warnings = read_trend(out).run_info["warnings"]
+    assert len(warnings) == 2 and "tolerable_t_km2" in warnings[0] and "not comparable" in warnings[0]
+    _, body = _report(["--erosion", str(out)], tmp_path / "r.html")
+    assert "not comparable" in body and "2024,2026" in body
+
+
 # -- bad input ---------------------------------------------------------------------------------------------
 def _fails(args, *needles):
     result = CliRunner().invoke(cli, args)
