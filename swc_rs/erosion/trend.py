@@ -103,11 +103,6 @@ def _target_years(targets: dict) -> list[tuple[str, int, float]]:
     return out
 
 
-def _rate(value) -> float:
-    number = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]
-    return float(number) if pd.notna(number) else float("nan")
-
-
 # -- reading the years ----------------------------------------------------------------------------------
 @dataclass
 class YearOutput:
@@ -120,7 +115,7 @@ class YearOutput:
     run_info: dict
 
 
-def _layers(path: Path, what: str, fix: str) -> set[str]:
+def _layers(path: Path, fix: str) -> set[str]:
     if not path.is_file():
         raise InputFileError("file does not exist", path=path, fix=fix)
     try:
@@ -151,7 +146,7 @@ def read_year(path: str | Path) -> YearOutput:
         Not a GeoPackage, not an erosion output, or no year (run without --year).
     """
     path = Path(path)
-    layers = _layers(path, "erosion output", _FIX_YEAR_OUTPUT)
+    layers = _layers(path, _FIX_YEAR_OUTPUT)
     missing = [name for name in (*YEAR_LAYERS.values(), "run_info") if name not in layers]
     if missing:
         raise InputFileError(f"is not a swc-rs erosion output (no {', '.join(missing)} layer)", path=path,
@@ -413,7 +408,7 @@ def is_trend_output(path: str | Path) -> bool:
 def read_trend(path: str | Path) -> Trend:
     """Read a trend GeoPackage written by :func:`write_trend`."""
     path = Path(path)
-    layers = _layers(path, "trend output", "give the OUT.gpkg written by swc-rs erosion-trend")
+    layers = _layers(path, "give the OUT.gpkg written by swc-rs erosion-trend")
     missing = [name for name in (*TREND_LAYERS.values(), "run_info") if name not in layers]
     if missing:
         raise InputFileError(f"is not a swc-rs erosion-trend output (no {', '.join(missing)} layer)", path=path,
