@@ -173,6 +173,18 @@ def test_a_misspelt_configuration_key_names_the_nearest_valid_one(tmp_path, text
     assert not (tmp_path / "out.gpkg").exists()
 
 
+def test_misspelt_zone_rules_name_the_nearest(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[default]\nmin_aera_hm2 = 0.05\n", encoding="utf-8")
+    config = tmp_path / "my.toml"
+    config.write_text('rules = "rules.toml"\n', encoding="utf-8")
+    result = detect_with(config, tmp_path)
+    assert result.exit_code == 2 and f"{rules}: unknown key min_aera_hm2 (did you mean min_area_hm2?) in [default]" in result.output
+    rules.write_text("[zone.Z1]\nmin_area_hm2 = 0.05\n", encoding="utf-8")
+    result = detect_with(config, tmp_path)
+    assert result.exit_code == 2 and "unknown table zone (did you mean zones?)" in result.output
+
+
 def test_a_key_like_no_other_lists_the_valid_ones(tmp_path):
     config = tmp_path / "my.toml"
     config.write_text("[change]\nzzzz = 1\n", encoding="utf-8")
