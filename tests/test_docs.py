@@ -53,7 +53,8 @@ def shell_words(line: str, variables: dict) -> list[str]:
 def test_every_command_line_parses(page):
     variables: dict[str, str] = {}
     checked = 0
-    for line in code_lines(page):
+    inline = [c for c in re.findall(r"`(swc-rs [^`]+)`", page.read_text(encoding="utf-8")) if " -" in c]  # not bare names
+    for line in code_lines(page) + inline:
         line = line.strip()
         if re.match(r"[A-Z]+=", line):  # D=...; I="..." : shell variables the next lines use
             for assignment in line.split("; "):
@@ -62,6 +63,8 @@ def test_every_command_line_parses(page):
             continue
         if not line.startswith("swc-rs ") or "[" in line or "…" in line:
             continue  # the synopsis lines, with their [optional] parts
+        if re.search(r"COMMAND|命令|--help|--version", line):
+            continue  # `swc-rs COMMAND --help`: tested in test_help.py
         words = shell_words(line, variables)
         command, ctx = resolve(words[1:])
         assert not ctx.args, f"{page.name}: `{line}`: extra arguments {ctx.args}"
@@ -101,3 +104,62 @@ def test_the_guide_and_readme_pictures_are_the_test_rendered_ones():
         pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text(encoding="utf-8"))
         names = {os.path.basename(p) for p in pictures}
         assert {"qgis_map.png", "report.png"} <= names  # written by tests/test_docs_images.py
+
+
+def field_copy(output: Path, path: Path) -> dict[str, str]:
+    """What a field team hands back: one violation confirmed, one false alarm, one not reachable."""
+    import geopandas as gpd
+
+    listed = gpd.read_file(output, layer="suspected_violations")
+    ids = {"confirmed": listed.QDNM[0], "false alarm": listed.QDNM[1], "unreachable": listed.QDNM[2]}
+    edits = {
+        ids["confirmed"]: {"RST": "已复核", "BYD": listed.BYD[0].removeprefix("疑似"), "QDCS": "施工"},
+        ids["false alarm"]: {"RST": "已复核", "QTYPE": "非生产建设项目", "X_REASON": "耕地翻耕"},
+        ids["unreachable"]: {"RST": "无法核实", "NOTE": "道路塌方"},
+    }
+    for qdnm, values in edits.items():
+        for field, value in {**values, "XCFHR": "张三", "DATE": "2026-11-20"}.items():
+            listed.loc[listed.QDNM == qdnm, field] = value
+    listed.to_file(path, layer="suspected_violations")
+    return ids
+
+
+@pytest.mark.slow
+def test_the_readme_monthly_walk_runs_as_written(tmp_path, monkeypatch):
+    import geopandas as gpd
+    from click.testing import CliRunner
+
+    text = README.read_text(encoding="utf-8")
+    walk = text[text.index("## The monthly cycle"):text.index("## Commands")]
+    (tmp_path / "data").symlink_to(REPO / "data")
+    monkeypatch.chdir(tmp_path)
+    variables: dict[str, str] = {}
+    ran = []
+    ids = {}
+    for block in re.findall(r"```\n(.*?)```", walk, flags=re.S):
+        for line in block.splitlines():
+            if re.match(r"[A-Z]+=", line):
+                for assignment in line.split("; "):
+                    name, value = assignment.split("=", 1)
+                    variables[name] = " ".join(shell_words(value, variables))
+                continue
+            words = shell_words(line, variables)
+            if words[1] == "batch" or "out/monthly/202611/swc_202611.gpkg" in words:
+                continue  # the batch writes next to pipelines/monthly.toml, in the repository
+            if words[1:3] == ["verify", "import"] and not ids:
+                ids = field_copy(Path("out/202611.gpkg"), Path(words[3]))
+            args = words[1:] + (["--workers", "1"] if words[1] == "detect" else [])
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, f"`{line}`:\n{result.output}"
+            ran.append(words[1])
+    assert ran == ["detect", "export", "export", "verify", "detect", "report"]
+    for name in ("202611.kmz", "202611.csv", "202612.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert any((tmp_path / "out" / "202611_chips").iterdir())
+    after = gpd.read_file(tmp_path / "out" / "202612.gpkg", layer="suspected_violations").set_index("QDNM")
+    # what the README promises of next month's list
+    assert ids["false alarm"] not in after.index
+    assert not after.loc[ids["confirmed"], "BYD"].startswith("疑似") and after.loc[ids["confirmed"], "RST"] == "已复核"
+    assert after.loc[ids["unreachable"], "RST"] == "无法核实"
+    assert set(after.QDTYPE) <= {"新增", "续建（范围扩大）", "续建（范围缩小）", "续建（范围不变）"}
+    assert "续建（范围不变）" in set(after.QDTYPE)
