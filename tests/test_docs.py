@@ -163,3 +163,25 @@ def test_the_readme_monthly_walk_runs_as_written(tmp_path, monkeypatch):
     assert after.loc[ids["unreachable"], "RST"] == "无法核实"
     assert set(after.QDTYPE) <= {"新增", "续建（范围扩大）", "续建（范围缩小）", "续建（范围不变）"}
     assert "续建（范围不变）" in set(after.QDTYPE)
+
+
+def test_every_option_in_the_readme_synopsis_exists():
+    import click
+
+    text = README.read_text(encoding="utf-8")
+    synopsis = next(b for b in re.findall(r"```\n(.*?)```", text, flags=re.S) if b.startswith("swc-rs detect BEFORE"))
+    entries = []
+    for line in synopsis.splitlines():
+        if line.startswith("swc-rs "):
+            entries.append(line)
+        else:
+            entries[-1] += " " + line.strip()
+    assert len(entries) >= 9
+    for entry in entries:
+        words = entry.split()[1:]
+        command = cli
+        while isinstance(command, click.Group):
+            command = command.commands[words.pop(0)]
+        names = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        for option in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words)):
+            assert option in names, f"README synopsis: {command.name} has no option {option}"
