@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo test docs-img fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 ## make test: the whole suite (unit, property, CLI, end-to-end on generated scenes)
 test: $(STAMP) check-rules
 	$(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider
+
+## make docs-img: re-render the guides' screenshots (docs/zh/img: the QGIS map and the report of the sample scene)
+## with the real clients (PyQGIS, Chromium; the tests say which is missing)
+docs-img: $(STAMP)
+	SWC_RS_DOCS_IMG=docs/zh/img $(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/test_docs_images.py
 
 ## make fuzz: the long hypothesis profile of the raster and vector reader fuzzing (2000 damaged files each)
 fuzz: $(STAMP)

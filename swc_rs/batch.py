@@ -61,7 +61,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from swc_rs import __version__, codes, compliance
-from swc_rs.config import DetectConfig, load_config
+from swc_rs.config import DetectConfig, load_config, unknown_keys_error
 from swc_rs.errors import (
     ConfigError,
     InputError,
@@ -281,7 +281,7 @@ def _check_type(where: str, name: str, value: Any, expected: type, source: objec
 def _check_keys(table: dict, known: dict[str, type], where: str, source: object) -> dict:
     unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{where}]", path=source, fix=f"use one of: {', '.join(known)}")
+        raise unknown_keys_error(unknown, known, where=where, source=source)
     return {name: _check_type(where, name, value, known[name], source) for name, value in table.items()}
 
 

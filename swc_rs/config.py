@@ -12,6 +12,7 @@ rules (minimum patch area, edge tolerance, colour thresholds) live in
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -494,17 +495,33 @@ _SECTIONS = {
 }
 
 
+def unknown_keys_error(unknown, known, *, where: str, source: object, kind: str = "key") -> ConfigError:
+    """The error for misspelt names in a configuration table, with the nearest valid ones.
+
+    ``unknown`` are the names found in the table ``where`` that are not in ``known``; the
+    message names each with the closest known name (:func:`difflib.get_close_matches`),
+    e.g. ``unknown key learned_treshold in [change] (did you mean learned_threshold?)``.
+    """
+    known = list(known)
+    unknown = sorted(unknown)
+    guesses = {name: difflib.get_close_matches(str(name), known, n=1, cutoff=0.6) for name in unknown}
+    parts = [f"{name} (did you mean {guesses[name][0]}?)" if guesses[name] else name for name in unknown]
+    plural = "s" if len(unknown) > 1 else ""
+    place = f" in [{where}]" if where else ""
+    if all(guesses.values()):
+        fix = "rename " + ", ".join(f"{name} to {guesses[name][0]}" for name in unknown)
+    else:
+        fix = f"use one of: {', '.join(known)}"
+    return ConfigError(f"unknown {kind}{plural} {', '.join(parts)}{place}", path=source, fix=fix)
+
+
 def _build(cls, values: dict[str, Any], *, where: str, source: object, base=None):
     """Instantiate ``cls`` from a TOML table, checking names and types."""
     base = base if base is not None else cls()
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} in [{where}]",
-            path=source,
-            fix=f"use one of: {', '.join(known)}",
-        )
+        raise unknown_keys_error(unknown, known, where=where, source=source)
     clean = {}
     for name, value in values.items():
         default = getattr(base, name)
@@ -534,11 +551,7 @@ def load_zone_rules(path: str | Path | None = None) -> tuple[ZoneRules, dict[str
     data = _read_toml(path)
     unknown = sorted(set(data) - {"default", "zones", "meta"})
     if unknown:
-        raise ConfigError(
-            f"unknown table(s) {', '.join(unknown)} in the zone rules",
-            path=path,
-            fix="use [default] and [zones.Z1] ... [zones.Z5]",
-        )
+        raise unknown_keys_error(unknown, ("default", "zones", "meta"), where="", source=path, kind="table")
     default = _build(ZoneRules, data.get("default", {}), where="default", source=path)
     zones = {
         code: _build(ZoneRules, table, where=f"zones.{code}", source=path, base=default)
@@ -638,11 +651,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, A
     allowed = set(_SECTIONS) | {"rules", "detect", "batch", "meta", "erosion"}
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(
-            f"unknown section(s) {', '.join(unknown)}",
-            path=source,
-            fix=f"use {', '.join(sorted(allowed))}",
-        )
+        raise unknown_keys_error(unknown, sorted(allowed), where="", source=source, kind="section")
     rules_path = data.get("rules")
     if rules_path is not None:
         rules_path = (Path(path).parent / rules_path) if path else Path(rules_path)

@@ -276,6 +276,22 @@ def pixel_families_hint(path: str | Path) -> list[str] | None:
     return list(hint)
 
 
+
+def card_hint(path: str | Path) -> dict | None:
+    """The card of a model file (model id, creation time, version ...), read from the skops
+    schema without building any object or checking the payload (for ``swc-rs --version``),
+    or None when it cannot be read. :func:`load_model` still verifies the file when it is used.
+    """
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as outer:
+            card = json.loads(outer.read("schema.json"))["content"]["card"]["content"]
+        return {key: json.loads(node["content"]) for key, node in card.items()
+                if isinstance(node, dict) and node.get("is_json") and node.get("__class__") in ("str", "int", "float")}
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+
 #: :func:`pixel_families_hint` by (resolved path, size, modification time in ns).
 _HINTS: dict[tuple[str, int, int], list[str]] = {}
 

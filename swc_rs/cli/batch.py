@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 from swc_rs.cli.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 
 @click.command(
+    cls=SuggestingCommand,
     epilog="""\b
 Examples:
   $ swc-rs batch pipelines/monthly.toml --period 202611

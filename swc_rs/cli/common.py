@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import sys
@@ -13,6 +14,38 @@ from swc_rs.errors import SwcError, SwcWarning
 from swc_rs.workers import freeze_at_exit
 
 log = logging.getLogger("swc_rs")
+
+
+class _NearestOption:
+    """Mixin: "No such option" names the one nearest valid option.
+
+    Click lists every close option in alphabetical order (``--zone``: "one of: '--model',
+    '--zones'"); this keeps only the closest by :func:`difflib.get_close_matches`, so the
+    message reads "No such option: --zone Did you mean --zones?".
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as error:
+            names = [opt for param in self.get_params(ctx) for opt in (*param.opts, *param.secondary_opts)
+                     if opt.startswith("-")]
+            error.possibilities = difflib.get_close_matches(error.option_name, names, n=1, cutoff=0.5)
+            raise
+
+
+class SuggestingCommand(_NearestOption, click.Command):
+    """A command whose unknown options suggest the nearest valid one."""
+
+
+class SuggestingGroup(_NearestOption, click.Group):
+    """A command group whose options and commands suggest the nearest valid one
+    (click suggests commands itself: "No such command 'detct'. Did you mean 'detect'?")."""
+
+    command_class = SuggestingCommand
+
+
+SuggestingGroup.group_class = SuggestingGroup
 
 
 def configure_logging(verbosity: int) -> None:

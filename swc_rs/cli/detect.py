@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 from swc_rs.cli.progress import progress_bar
 from swc_rs.cli.summary import print_detect_summary
 
@@ -17,6 +17,7 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command(
+    cls=SuggestingCommand,
     epilog="""\b
 Example:
   $ swc-rs detect data/sample_tiles/before.tif data/sample_tiles/after.tif \\

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 from swc_rs.cli.progress import progress_bar
 
 _PATH = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command(
+    cls=SuggestingCommand,
     epilog="""\b
 Example (R and K per zone from the [erosion] table of the configuration):
   $ swc-rs erosion dem_10m.tif --imagery s2_2026.tif --landuse landuse_2026.gpkg \\

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from swc_rs import evaluate as scoring
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 from swc_rs.errors import InputFileError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ Examples:
 """
 
 
-@click.command("evaluate", help=HELP, short_help="Patch precision / recall / F1, BYD accuracy.")
+@click.command("evaluate", cls=SuggestingCommand, help=HELP, short_help="Patch precision / recall / F1, BYD accuracy.")
 @click.argument("out", metavar="OUT.gpkg", type=click.Path(path_type=Path))
 @click.argument("truth", metavar="TRUTH.gpkg", type=click.Path(path_type=Path))
 @click.option(

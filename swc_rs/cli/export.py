@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command(
+    cls=SuggestingCommand,
     epilog="""\b
 Examples:
   $ swc-rs export out/demo.gpkg --kmz out/field.kmz --csv out/field.csv

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 
 _PATH = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command(
+    cls=SuggestingCommand,
     epilog="""\b
 Example:
   $ swc-rs report out/demo.gpkg -o out/demo_report.html

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 from swc_rs.cli.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ Examples:
 _STAGES = {"plan": "generate", "render": "generate", "vectors": "generate"}
 
 
-@click.command("sample", help=HELP, short_help="Synthetic two-date scene + truth.")
+@click.command("sample", cls=SuggestingCommand, help=HELP, short_help="Synthetic two-date scene + truth.")
 @click.option(
     "-o",
     "--output",

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 
 log = logging.getLogger(__name__)
 
 
 @click.command(
+    cls=SuggestingCommand,
     epilog="""\b
 Examples:
-  $ swc-rs sample out/scene_1000 --seed 1000 && swc-rs sample out/scene_1001 --seed 1001
+  $ swc-rs sample -o out/scene_1000 --seed 1000 && swc-rs sample -o out/scene_1001 --seed 1001
   $ swc-rs train out/scene_1000 out/scene_1001/truth.gpkg -o models/my_model.skops
   $ swc-rs train out/verified_2026_11.gpkg --real ../shared/train/real/oscd_paris \\
       -o models/ya_an_2026_11.skops --overwrite

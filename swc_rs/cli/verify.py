@@ -6,12 +6,18 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingGroup, configure_logging, handle_errors, verbosity_options
 
 _PATH = click.Path(path_type=Path, dir_okay=False)
 
 
-@click.group()
+@click.group(
+    cls=SuggestingGroup,
+    epilog="""\b
+Example (the field team's edited copy of suspected_violations back into the store):
+  $ swc-rs verify import field/202611_checked.gpkg --store history.gpkg --output out/202611.gpkg
+""",
+)
 def verify() -> None:
     """Field verification (现场复核): bring field results back into the history store."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swc_rs.config import _read_toml
+from swc_rs.config import _read_toml, unknown_keys_error
 from swc_rs.errors import ConfigError
 
 #: Land-use classes the factor tables are keyed by (index in rasters = position + 1).
@@ -179,8 +179,7 @@ def build_erosion_config(values: dict[str, Any], *, source: object = "configurat
     known = {f.name for f in dataclasses.fields(ErosionConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [erosion]", path=source,
-                          fix=f"use one of: {', '.join(sorted(known))}")
+        raise unknown_keys_error(unknown, sorted(known), where="erosion", source=source)
     clean: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(base, name)
