@@ -7,17 +7,20 @@ from pathlib import Path
 
 import click
 
-from swc_rs.cli.common import configure_logging, handle_errors, verbosity_options
+from swc_rs.cli.common import SuggestingCommand, configure_logging, handle_errors, verbosity_options
 
 _PATH = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command(
     "erosion-trend",
+    cls=SuggestingCommand,
     epilog="""\b
 Example (one erosion run per monitoring year, each with --year):
-  $ swc-rs erosion dem.tif --imagery s2_2024.tif --landuse lu_2024.gpkg ... --year 2024 -o out/e2024.gpkg
-  $ swc-rs erosion dem.tif --imagery s2_2026.tif --landuse lu_2026.gpkg ... --year 2026 -o out/e2026.gpkg
+  $ swc-rs erosion dem.tif --imagery s2_2024.tif --landuse lu_2024.gpkg --zones zones.gpkg \
+      --counties counties.gpkg --config pipelines/erosion.toml --year 2024 -o out/e2024.gpkg
+  $ swc-rs erosion dem.tif --imagery s2_2026.tif --landuse lu_2026.gpkg --zones zones.gpkg \
+      --counties counties.gpkg --config pipelines/erosion.toml --year 2026 -o out/e2026.gpkg
   $ swc-rs erosion-trend out/trend.gpkg out/e2024.gpkg out/e2026.gpkg
   $ swc-rs report --erosion out/trend.gpkg -o out/erosion_report.html
 \b
