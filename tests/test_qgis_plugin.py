@@ -94,3 +94,104 @@ def test_plugin_in_qgis_detects_loads_styled_layers_reports_errors_and_cancels(t
     assert report["verify"]["store"]
     if "dialog" in report:
         assert report["dialog"]["bytes"] < 200 * 1024
+
+
+# --- the plugin's runner (no QGIS import: runs wherever the suite runs) ---------------------
+
+
+def _runner():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("swc_rs_plugin_runner",
+                                                  ROOT / "qgis_plugin" / "swc_rs_processing" / "runner.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Feedback:
+    """What runner.run uses of QgsProcessingFeedback."""
+
+    def __init__(self, cancel_on_progress=False):
+        self.cancelled = False
+        self.cancel_on_progress = cancel_on_progress
+        self.progress, self.texts, self.lines, self.warnings = [], [], [], []
+
+    def isCanceled(self):
+        return self.cancelled
+
+    def setProgress(self, value):
+        self.progress.append(value)
+        self.cancelled = self.cancelled or self.cancel_on_progress
+
+    def setProgressText(self, text):
+        self.texts.append(text)
+
+    def pushInfo(self, text):
+        self.lines.append(text)
+
+    pushConsoleInfo = pushInfo
+
+    def pushWarning(self, text):
+        self.warnings.append(text)
+
+
+def test_runner_gives_swc_rs_its_own_error_message(tmp_path):
+    runner = _runner()
+    env = dict(runner.child_environment(), PYTHONPATH=str(ROOT))
+    argv = [str(SWC_RS), "detect", str(ROOT / "data/sample_tiles/before.tif"), str(ROOT / "data/sample_tiles/after.tif"),
+            "--zones", str(ROOT / "data/sample_tiles/projects.gpkg"),
+            "--projects", str(ROOT / "data/sample_tiles/projects.gpkg"), "-o", str(tmp_path / "out.gpkg")]
+    with pytest.raises(runner.SwcRsError) as raised:
+        runner.run(argv, _Feedback(), outputs=[tmp_path / "out.gpkg"], env=env)
+    message = str(raised.value)
+    assert raised.value.exit_code == 2
+    assert message.startswith(f"{ROOT / 'data/sample_tiles/projects.gpkg'}: the zones layer has no ZONE_CODE field")
+    assert "Fix:" in message and "Error:" not in message and "INFO" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_runner_error_message_keeps_the_lines_after_error_and_hints_at_the_checkbox():
+    runner = _runner()
+    stderr = ["2026-12-07 10:00:00 INFO: reading", "PROGRESS 50 detect 1/2 Finding patches",
+              "Error: out.gpkg: already exists. Fix: choose another name or add --overwrite"]
+    message = runner.error_message(stderr, 2)
+    assert message.startswith("out.gpkg: already exists. Fix:") and "替换已有输出" in message
+    assert runner.error_message(["Error: field.gpkg: 2 problems", "  QDNM 1: RST 'x'", "  QDNM 2: BYD 'y'"], 2) == \
+        "field.gpkg: 2 problems\n  QDNM 1: RST 'x'\n  QDNM 2: BYD 'y'"
+    assert "exit code 1" in runner.error_message([], 1)
+
+
+def test_runner_kills_a_run_that_ignores_the_cancel_and_removes_its_temporaries(tmp_path, monkeypatch):
+    runner = _runner()
+    monkeypatch.setattr(runner, "CANCEL_GRACE_S", 0.5)
+    target = tmp_path / "out.gpkg"
+    other = tmp_path / ".out.1-keep.gpkg"  # another writer's (by its pid): not this run's to remove
+    other.write_text("x")
+    script = ("import os, signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"open(os.path.join({str(tmp_path)!r}, '.out.%d-abc.gpkg' % os.getpid()), 'w').write('half')\n"
+              "print('PROGRESS 10 detect 1/10 Finding patches', file=sys.stderr, flush=True)\n"
+              "time.sleep(60)\n")
+    feedback = _Feedback(cancel_on_progress=True)
+    with pytest.raises(runner.Cancelled):
+        runner.run([sys.executable, "-c", script], feedback, outputs=[target])
+    assert feedback.progress == [10.0] and feedback.texts == ["Finding patches"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
+
+
+def test_runner_finds_the_configured_executable_or_says_where_to_set_it(tmp_path, monkeypatch):
+    runner = _runner()
+    text = tmp_path / "swc-rs.txt"
+    text.write_text("not a program")
+    with pytest.raises(runner.SwcRsError, match="Providers"):
+        runner.find_executable(str(text))
+    assert runner.find_executable(str(SWC_RS)) == str(SWC_RS)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if not Path("/usr/local/bin/swc-rs").exists():
+        with pytest.raises(runner.SwcRsError, match="not found on PATH"):
+            runner.find_executable("")
+    env = runner.child_environment({"PYTHONPATH": "/qgis/python", "PYTHONHOME": "/qgis", "PATH": "/bin"})
+    assert env["PATH"] == "/bin" and "PYTHONPATH" not in env and "PYTHONHOME" not in env
+    assert env["SWC_RS_PROGRESS"] == "plain"
