@@ -4,21 +4,25 @@ algorithms run swc-rs on the bundled sample.
 Run by tests/test_qgis_plugin.py with Debian's /usr/bin/python3 (python3-qgis), never
 imported by pytest:
 
-    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis_plugin_check.py PLUGIN.zip SWC_RS WORK [SHOTS]
+    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis_plugin_check.py PLUGIN.zip SWC_RS WORK \
+        [--erosion SCENE] [--shots SHOTS]
 
 PLUGIN.zip is unzipped into WORK's profile plugin folder and loaded as QGIS loads
 plugins (qgis.utils.findPlugins, loadPlugin, startProcessingPlugin); SWC_RS is set as
 the provider's swc-rs executable. Checks, each one a field of the JSON report on stdout:
 
-* detect: ``processing.runAndLoadResults("swcrs:detect", …)`` on data/sample_tiles
-  writes the GeoPackage; progress reached the feedback; every map layer of the output is
-  in the project, valid, with the renderer of its default style in layer_styles, in one
-  group with suspected_violations on top;
+* detect, run as the Processing dialog runs it (a QgsProcessingAlgRunnerTask, then
+  handleAlgorithmResults), on data/sample_tiles writes the GeoPackage; progress reached
+  the feedback; every map layer of the output is in the project, valid, with the
+  renderer of its default style in layer_styles, in one group with suspected_violations
+  on top;
 * a bad input (projects.gpkg given as the zones) raises QgsProcessingException with
   swc-rs's own message (file, problem, fix) and no traceback; an unknown executable too;
 * cancelling (from another thread, once progress arrived) stops the run and leaves
   nothing in the output's folder;
 * report, export (the red patches only) and verify import on the detect output;
+* SCENE given (tests/erosion_scene.py's files): erosion writes its GeoPackage and COGs,
+  and its layers load, the vector ones with their default styles;
 * SHOTS given: the detect dialog (processing's AlgorithmDialog, filled with the sample
   layers) grabbed to SHOTS/plugin_dialog.png.
 
@@ -130,12 +134,35 @@ def detect_params(output: Path, **more) -> dict:
     return params
 
 
-def check_detect(work: Path, report: dict, problems: list[str]) -> Path:
-    import processing
+def run_as_the_dialog_does(algorithm_id: str, params: dict, feedback: Feedback) -> dict:
+    """What processing's AlgorithmDialog does on Run: the algorithm in a
+    QgsProcessingAlgRunnerTask on the task manager's thread, then handleAlgorithmResults
+    on the main thread (loads the layers into the project)."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from qgis.core import QgsProcessingAlgRunnerTask
+    from qgis.PyQt.QtWidgets import QApplication
 
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+    context = dataobjects.createContext(feedback)
+    done: dict = {}
+    task = QgsProcessingAlgRunnerTask(algorithm, params, context, feedback)
+    task.executed.connect(lambda ok, results: done.update(ok=ok, results=results))
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + 600
+    while "ok" not in done and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    if not done.get("ok"):
+        raise RuntimeError(f"{algorithm_id} failed in its task: {feedback.lines[-6:]}")
+    handleAlgorithmResults(algorithm, context, feedback, False, params)
+    return done["results"]
+
+
+def check_detect(work: Path, report: dict, problems: list[str]) -> Path:
     output = work / "detect" / "monthly.gpkg"
     feedback = Feedback()
-    results = processing.runAndLoadResults("swcrs:detect", detect_params(output, WINDOW_SIZE=512), feedback=feedback)
+    results = run_as_the_dialog_does("swcrs:detect", detect_params(output, WINDOW_SIZE=512), feedback)
     project = QgsProject.instance()
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
     wanted = styles_in(output)
@@ -271,6 +298,29 @@ def check_report_export_verify(output: Path, work: Path, report: dict, problems:
         problems.append(f"verify: the store was not written ({feedback.lines[-4:]})")
 
 
+def check_erosion(scene: Path, work: Path, report: dict, problems: list[str]) -> None:
+    import processing
+
+    output = work / "erosion" / "erosion.gpkg"
+    params = {"DEM": str(scene / "dem.tif"), "ZONES": str(scene / "zones.gpkg"), "COUNTIES": str(scene / "counties.gpkg"),
+              "IMAGERY": str(scene / "image.tif"), "LANDUSE": str(scene / "landuse.gpkg"),
+              "CONFIG": str(scene / "erosion.toml"), "YEAR": "2026", "OUTPUT": str(output)}
+    before = set(QgsProject.instance().mapLayers())
+    processing.runAndLoadResults("swcrs:erosion", params, feedback=Feedback())
+    new = [layer for key, layer in QgsProject.instance().mapLayers().items() if key not in before]
+    wanted = styles_in(output) if output.exists() else {}
+    got = {layer.name(): {"valid": layer.isValid(),
+                          "renderer": layer.renderer().type() if isinstance(layer, QgsVectorLayer) else "raster"}
+           for layer in new}
+    report["erosion"] = {"exists": output.exists(), "layers": got, "default_styles": wanted,
+                         "files": sorted(p.name for p in output.parent.iterdir()) if output.parent.exists() else []}
+    if {"erosion_counties", "erosion_zones", "erosion_grade", "erosion_modulus"} != set(got):
+        problems.append(f"erosion: loaded {sorted(got)}")
+    for name, info in got.items():
+        if not info["valid"] or (name in wanted and info["renderer"] != wanted[name]):
+            problems.append(f"erosion: layer {name} {info} (default style {wanted.get(name)})")
+
+
 def shoot_dialog(shots: Path, report: dict, problems: list[str]) -> None:
     from processing.gui.AlgorithmDialog import AlgorithmDialog
     from qgis.PyQt.QtWidgets import QApplication
@@ -309,11 +359,17 @@ def shoot_dialog(shots: Path, report: dict, problems: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (4, 5):
-        print(__doc__, file=sys.stderr)
-        return 2
-    zip_path, executable, work = Path(argv[1]).resolve(), argv[2], Path(argv[3]).resolve()
-    shots = Path(argv[4]).resolve() if len(argv) == 5 else None
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plugin", type=Path)
+    parser.add_argument("executable")
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--erosion", type=Path, default=None)
+    parser.add_argument("--shots", type=Path, default=None)
+    args = parser.parse_args(argv[1:])
+    zip_path, executable, work = args.plugin.resolve(), args.executable, args.work.resolve()
+    shots = args.shots.resolve() if args.shots else None
     app = QgsApplication([], True)
     app.initQgis()
     report: dict = {"qgis": Qgis.QGIS_VERSION}
@@ -324,6 +380,8 @@ def main(argv: list[str]) -> int:
               ("bad_input", lambda: check_bad_input(work, report, problems)),
               ("cancel", lambda: check_cancel(work, report, problems)),
               ("report_export_verify", lambda: check_report_export_verify(output_box[0], work, report, problems))]
+    if args.erosion is not None:
+        steps.append(("erosion", lambda: check_erosion(args.erosion.resolve(), work, report, problems)))
     if shots is not None:
         steps.append(("dialog", lambda: shoot_dialog(shots, report, problems)))
     for name, step in steps:

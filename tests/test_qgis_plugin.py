@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.erosion_scene import write_scene
 from tests.test_qgis_client import MISSING, SYSTEM_PYTHON, _offscreen_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +60,10 @@ def test_plugin_in_qgis_detects_loads_styled_layers_reports_errors_and_cancels(t
     wrapper.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
-    argv = [SYSTEM_PYTHON, str(CHECK), str(plugin), str(wrapper), str(work)]
+    argv = [SYSTEM_PYTHON, str(CHECK), str(plugin), str(wrapper), str(work),
+            "--erosion", str(write_scene(tmp_path / "erosion_scene")["dem"].parent)]
     if os.environ.get("SWC_RS_SHOTS"):
-        argv.append(str((ROOT / os.environ["SWC_RS_SHOTS"]).resolve()))
+        argv += ["--shots", str((ROOT / os.environ["SWC_RS_SHOTS"]).resolve())]
     run = subprocess.run(argv, capture_output=True, text=True, env=_offscreen_env(), timeout=900, cwd=tmp_path)
     assert run.stdout, run.stderr[-3000:]
     report = json.loads(run.stdout)
@@ -92,6 +94,9 @@ def test_plugin_in_qgis_detects_loads_styled_layers_reports_errors_and_cancels(t
     assert report["report"]["bytes"] > 0
     assert report["export"]["rows"] == report["export"]["red_in_output"] > 0 and report["export"]["kmz"]
     assert report["verify"]["store"]
+    erosion = report["erosion"]
+    assert set(erosion["layers"]) == {"erosion_counties", "erosion_zones", "erosion_grade", "erosion_modulus"}
+    assert all(layer["valid"] for layer in erosion["layers"].values())
     if "dialog" in report:
         assert report["dialog"]["bytes"] < 200 * 1024
 

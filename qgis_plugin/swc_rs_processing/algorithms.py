@@ -89,7 +89,7 @@ class GroupPlacer(QgsProcessingLayerPostProcessorInterface):
         if node is None:
             return
         group = self.group.get("node")
-        if group is None or root.findGroup(group.name()) is not group:
+        if group is None:  # the run's first layer: a new group on top (an earlier run's keeps its own)
             group = root.insertGroup(0, self.group["title"])
             self.group["node"] = group
         rank = _rank(self.name)
