@@ -5,7 +5,7 @@ Run by tests/test_qgis_plugin.py with Debian's /usr/bin/python3 (python3-qgis), 
 imported by pytest:
 
     QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis_plugin_check.py PLUGIN.zip SWC_RS WORK \
-        [--erosion SCENE] [--shots SHOTS]
+        [--erosion SCENE] [--batch CONFIG.toml] [--shots SHOTS]
 
 PLUGIN.zip is unzipped into WORK's profile plugin folder and loaded as QGIS loads
 plugins (qgis.utils.findPlugins, loadPlugin, startProcessingPlugin); SWC_RS is set as
@@ -23,6 +23,8 @@ the provider's swc-rs executable. Checks, each one a field of the JSON report on
 * report, export (the red patches only) and verify import on the detect output;
 * SCENE given (tests/erosion_scene.py's files): erosion writes its GeoPackage and COGs,
   and its layers load, the vector ones with their default styles;
+* CONFIG.toml given (tests/test_batch.py's drawn city): batch 202611 assembles the month
+  and its layers load with their default styles;
 * SHOTS given: the detect dialog (processing's AlgorithmDialog, filled with the sample
   layers) grabbed to SHOTS/plugin_dialog.png.
 
@@ -321,6 +323,28 @@ def check_erosion(scene: Path, work: Path, report: dict, problems: list[str]) ->
             problems.append(f"erosion: layer {name} {info} (default style {wanted.get(name)})")
 
 
+def check_batch(config: Path, report: dict, problems: list[str]) -> None:
+    import processing
+
+    before = set(QgsProject.instance().mapLayers())
+    feedback = Feedback()
+    results = processing.runAndLoadResults("swcrs:batch", {"CONFIG": str(config), "PERIOD": "202611", "WORKERS": 1},
+                                           feedback=feedback)
+    month = Path(str(results.get("OUTPUT") or ""))
+    new = [layer for key, layer in QgsProject.instance().mapLayers().items() if key not in before]
+    wanted = styles_in(month) if month.is_file() else {}
+    got = {layer.name(): {"valid": layer.isValid(), "renderer": layer.renderer().type()} for layer in new}
+    report["batch"] = {"results": {k: str(v) for k, v in results.items()}, "layers": got, "default_styles": wanted,
+                       "progress_texts": feedback.texts}
+    if not month.is_file() or month.name != "swc_202611.gpkg":
+        problems.append(f"batch: month output {month}")
+    if not got or "suspected_violations" not in got:
+        problems.append(f"batch: loaded {sorted(got)}")
+    for name, info in got.items():
+        if not info["valid"] or info["renderer"] != wanted.get(name):
+            problems.append(f"batch: layer {name} {info} (default style {wanted.get(name)})")
+
+
 def shoot_dialog(shots: Path, report: dict, problems: list[str]) -> None:
     from processing.gui.AlgorithmDialog import AlgorithmDialog
     from qgis.PyQt.QtWidgets import QApplication
@@ -366,6 +390,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("executable")
     parser.add_argument("work", type=Path)
     parser.add_argument("--erosion", type=Path, default=None)
+    parser.add_argument("--batch", type=Path, default=None)
     parser.add_argument("--shots", type=Path, default=None)
     args = parser.parse_args(argv[1:])
     zip_path, executable, work = args.plugin.resolve(), args.executable, args.work.resolve()
@@ -382,6 +407,8 @@ def main(argv: list[str]) -> int:
               ("report_export_verify", lambda: check_report_export_verify(output_box[0], work, report, problems))]
     if args.erosion is not None:
         steps.append(("erosion", lambda: check_erosion(args.erosion.resolve(), work, report, problems)))
+    if args.batch is not None:
+        steps.append(("batch", lambda: check_batch(args.batch.resolve(), report, problems)))
     if shots is not None:
         steps.append(("dialog", lambda: shoot_dialog(shots, report, problems)))
     for name, step in steps:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.erosion_scene import write_scene
+from tests.test_batch import make_city, write_config
 from tests.test_qgis_client import MISSING, SYSTEM_PYTHON, _offscreen_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,8 @@ def test_plugin_in_qgis_detects_loads_styled_layers_reports_errors_and_cancels(t
     work = tmp_path / "work"
     work.mkdir()
     argv = [SYSTEM_PYTHON, str(CHECK), str(plugin), str(wrapper), str(work),
-            "--erosion", str(write_scene(tmp_path / "erosion_scene")["dem"].parent)]
+            "--erosion", str(write_scene(tmp_path / "erosion_scene")["dem"].parent),
+            "--batch", str(write_config(make_city(tmp_path / "city"), tmp_path / "batch"))]
     if os.environ.get("SWC_RS_SHOTS"):
         argv += ["--shots", str((ROOT / os.environ["SWC_RS_SHOTS"]).resolve())]
     run = subprocess.run(argv, capture_output=True, text=True, env=_offscreen_env(), timeout=900, cwd=tmp_path)
@@ -94,6 +96,9 @@ def test_plugin_in_qgis_detects_loads_styled_layers_reports_errors_and_cancels(t
     assert report["report"]["bytes"] > 0
     assert report["export"]["rows"] == report["export"]["red_in_output"] > 0 and report["export"]["kmz"]
     assert report["verify"]["store"]
+    batch = report["batch"]
+    assert batch["results"]["OUTPUT"].endswith("swc_202611.gpkg") and "suspected_violations" in batch["layers"]
+    assert all(layer["valid"] for layer in batch["layers"].values())
     erosion = report["erosion"]
     assert set(erosion["layers"]) == {"erosion_counties", "erosion_zones", "erosion_grade", "erosion_modulus"}
     assert all(layer["valid"] for layer in erosion["layers"].values())

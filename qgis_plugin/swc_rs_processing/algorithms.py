@@ -50,15 +50,23 @@ POLYGONS = [QgsProcessing.TypeVectorPolygon]
 _KEEP: dict[str, QgsProcessingLayerPostProcessorInterface] = {}
 
 
-def _advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
-    try:  # QGIS ≥ 3.36
+def _flag(name: str):
+    """A parameter flag (Advanced, Optional) by its QGIS ≥ 3.36 name, else the 3.22 one."""
+    try:
         from qgis.core import Qgis
 
-        flag = Qgis.ProcessingParameterFlag.Advanced
+        return getattr(Qgis.ProcessingParameterFlag, name)
     except AttributeError:
-        flag = QgsProcessingParameterDefinition.FlagAdvanced
-    param.setFlags(param.flags() | flag)
+        return getattr(QgsProcessingParameterDefinition, f"Flag{name}")
+
+
+def _advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    param.setFlags(param.flags() | _flag("Advanced"))
     return param
+
+
+def _optional(param: QgsProcessingParameterDefinition) -> bool:
+    return bool(param.flags() & _flag("Optional"))
 
 
 def _help(zh: str, en: str, example: str = "") -> str:
@@ -167,7 +175,7 @@ class SwcRsAlgorithm(QgsProcessingAlgorithm):
     def raster_path(self, parameters, name, context) -> str | None:
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None:
-            if self.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional:
+            if _optional(self.parameterDefinition(name)):
                 return None
             raise QgsProcessingException(f"{self.parameterDefinition(name).description()}: no raster layer given")
         return self._raster_source(layer, name)
@@ -183,7 +191,7 @@ class SwcRsAlgorithm(QgsProcessingAlgorithm):
     def vector_path(self, parameters, name, context, feedback) -> str | None:
         layer = self.parameterAsVectorLayer(parameters, name, context)
         if layer is None:
-            if self.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional:
+            if _optional(self.parameterDefinition(name)):
                 return None
             raise QgsProcessingException(f"{self.parameterDefinition(name).description()}: no vector layer given")
         return self._vector_source(layer, name, context, feedback)[0]
