@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test docs-img fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo qgis-plugin test docs-img fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 		--zones $(SAMPLE)/zones.gpkg --projects $(SAMPLE)/projects.gpkg \
 		--sensitive $(SAMPLE)/sensitive.gpkg -o out/demo.gpkg --overwrite
 	$(BIN)/swc-rs evaluate out/demo.gpkg $(SAMPLE)/truth.gpkg
+
+## make qgis-plugin: build dist/swc_rs_processing.zip, the QGIS Processing plugin (Plugins → Install from ZIP);
+## its headless QGIS test: .venv/bin/python -m pytest tests/test_qgis_plugin.py (SWC_RS_SHOTS=docs/zh/img: the dialog's PNG)
+qgis-plugin:
+	$(PY) qgis_plugin/build.py
 
 ## make test: the whole suite (unit, property, CLI, end-to-end on generated scenes)
 test: $(STAMP) check-rules

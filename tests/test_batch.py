@@ -247,6 +247,18 @@ def test_month_project_names_the_month_file(month1):
     assert ".assembling" not in qgs and ".tmp" not in qgs
 
 
+def test_month_styles_every_map_layer_finished_patches_too(month1):
+    import sqlite3
+
+    from swc_rs.export.project import read_qgs
+
+    with sqlite3.connect(month1 / "out" / "202611" / "swc_202611.gpkg") as con:
+        styled = {r[0] for r in con.execute("SELECT f_table_name FROM layer_styles WHERE useAsDefault")}
+        (content,) = con.execute("SELECT content FROM qgis_projects").fetchone()
+    assert styled == {"suspected_violations", "disturbance_patches", FINISHED_LAYER, "projects", "zones"}
+    assert f"./swc_202611.gpkg|layername={FINISHED_LAYER}" in read_qgs(content)
+
+
 def test_three_months_keep_ids_and_type_changes(month1):
     config = month1 / "monthly.toml"
     for period in PERIODS[1:]:

@@ -201,6 +201,21 @@ def test_csv(output, suspected, tmp_path):
         assert row["BYD"].startswith(codes.SUSPECTED_PREFIX) and row["X_COLOR"] in codes.COLOURS
 
 
+def test_colour_filter_keeps_only_those_patches_and_their_chips(output, suspected, tmp_path):
+    colour = suspected.X_COLOR.value_counts().index[0]  # the commonest colour of the sample
+    target, folder = tmp_path / "one.csv", tmp_path / "chips"
+    english = {codes.RED: "red", codes.YELLOW: "yellow", codes.GREEN: "green"}[colour]
+    result = CliRunner().invoke(export, [str(output), "--csv", str(target), "--chips", str(folder), "--colour", english])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
+    wanted = sorted(suspected.QDNM[suspected.X_COLOR == colour])
+    assert sorted(r["QDNM"] for r in rows) == wanted and {r["X_COLOR"] for r in rows} == {colour}
+    assert sorted({p.name.rsplit("_", 1)[0] for p in folder.iterdir()}) == wanted
+    assert len(wanted) < len(suspected) or suspected.X_COLOR.nunique() == 1
+    result = CliRunner().invoke(export, [str(output), "--csv", str(tmp_path / "x.csv"), "--colour", "紫"])
+    assert result.exit_code == 2 and "紫" in result.output
+
+
 def test_refuses_to_overwrite(output, tmp_path):
     kml, table = tmp_path / "field.kml", tmp_path / "field.csv"
     kml.write_text("precious")

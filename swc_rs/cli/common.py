@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import signal
 import sys
+import threading
 import warnings
 
 import click
@@ -79,6 +81,7 @@ def handle_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         freeze_at_exit()
+        previous = interrupt_on_terminate()
         try:
             return func(*args, **kwargs)
         except SwcError as err:
@@ -101,8 +104,30 @@ def handle_errors(func):
 
                 traceback.print_exc()
             sys.exit(1)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_terminate() -> dict:
+    """SIGTERM (and SIGBREAK on Windows) stop a command as Ctrl-C does: the temporary
+    outputs are removed, "Interrupted; no output was written." and exit code 130. What
+    sends it: ``kill PID``, systemd, the QGIS plugin's Cancel. Returns the handlers it
+    replaced (signal → handler), restored when the command returns."""
+    previous: dict = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, _terminated)
+    return previous
 
 
 def verbosity_options(func):

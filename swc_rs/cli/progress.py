@@ -1,9 +1,16 @@
-"""Render the library's progress callbacks with rich (bars on a terminal, lines otherwise)."""
+"""Render the library's progress callbacks with rich (bars on a terminal, lines otherwise).
+
+``SWC_RS_PROGRESS=plain`` in the environment replaces both with machine-readable lines
+on stderr, one each time a stage's whole percentage changes (the QGIS plugin reads them)::
+
+    PROGRESS <percent> <stage> <done>/<total> <label>
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 
 log = logging.getLogger("swc_rs")
@@ -20,6 +27,9 @@ def progress_bar(enabled: bool = True):
     """
     if not enabled:
         yield lambda stage, done, total: None
+        return
+    if os.environ.get("SWC_RS_PROGRESS", "").strip().lower() == "plain":
+        yield plain_progress(sys.stderr)
         return
     if sys.stderr.isatty():
         from rich.progress import (
@@ -52,3 +62,19 @@ def progress_bar(enabled: bool = True):
                 log.info("%s: %d/%d", _LABELS.get(stage, stage), done, total)
 
         yield update
+
+
+def plain_progress(stream):
+    """A ``progress(stage, done, total)`` callback writing ``PROGRESS`` lines to ``stream``
+    when the stage's whole percentage changes (and at its first call)."""
+    shown: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        percent = 100 if total <= 0 else max(0, min(100, int(100 * done / total)))
+        if shown.get(stage) == percent:
+            return
+        shown[stage] = percent
+        stream.write(f"PROGRESS {percent} {stage} {done}/{total} {_LABELS.get(stage, stage)}\n")
+        stream.flush()
+
+    return update

@@ -198,11 +198,13 @@ def write_csv(frame: gpd.GeoDataFrame, path: str | Path, *, overwrite: bool = Fa
 
 
 def export_field(gpkg: str | Path, *, kml: str | Path | None = None, csv_path: str | Path | None = None,
-                 chips_dir: str | Path | None = None, overwrite: bool = False) -> dict[str, list[Path]]:
+                 chips_dir: str | Path | None = None, overwrite: bool = False,
+                 colours: tuple[str, ...] | None = None) -> dict[str, list[Path]]:
     """Write the field files of an OUT.gpkg's suspected_violations: KML/KMZ, CSV, chip folder.
 
     Every target is checked before anything is written, so a refused target leaves
-    all others untouched.
+    all others untouched. ``colours`` (红, 黄, 绿): only the patches of these X_COLOR
+    values and their chips; all when None or empty.
 
     Raises
     ------
@@ -230,9 +232,14 @@ def export_field(gpkg: str | Path, *, kml: str | Path | None = None, csv_path: s
     if csv_path is not None:
         check_target(csv_path, (".csv",), overwrite, "CSV")
     frame = gpd.read_file(gpkg, layer="suspected_violations")
+    if colours:
+        frame = frame[frame["X_COLOR"].isin(colours)]
     written: dict[str, list[Path]] = {}
     wants_chips = chips_dir is not None or (kml is not None and Path(kml).suffix.lower() == ".kmz")
     chips = chips_for_output(gpkg) if wants_chips else []
+    if colours:
+        kept = set(frame["QDNM"])
+        chips = [chip for chip in chips if chip.QDNM in kept]
     if chips_dir is not None:
         written["chips"] = export_chips(gpkg, chips_dir, overwrite=overwrite, chips=chips)
     if kml is not None:

@@ -42,6 +42,9 @@ STYLE_NAME = "swc-rs"
 #: The map layers of a ``detect`` GeoPackage, top of the legend first.
 DETECT_LAYERS = ("suspected_violations", "disturbance_patches", "projects", "zones")
 
+#: The layer the monthly batch adds to detect's: last month's patches not seen again (完工).
+BATCH_LAYERS = ("finished_patches",)
+
 #: The map layers of an ``erosion`` GeoPackage.
 EROSION_LAYERS = ("erosion_counties", "erosion_zones")
 
@@ -49,12 +52,13 @@ EROSION_LAYERS = ("erosion_counties", "erosion_zones")
 TREND_LAYERS = ("trend_counties", "trend_zones")
 
 #: Every styled layer, top of the legend first; a file gets the ones it holds.
-LAYER_ORDER = DETECT_LAYERS + EROSION_LAYERS + TREND_LAYERS
+LAYER_ORDER = DETECT_LAYERS[:2] + BATCH_LAYERS + DETECT_LAYERS[2:] + EROSION_LAYERS + TREND_LAYERS
 
 #: Legend names of the layers.
 LAYER_TITLES = {
     "suspected_violations": "疑似违法违规图斑",
     "disturbance_patches": "扰动图斑",
+    "finished_patches": "完工图斑",
     "projects": "防治责任范围",
     "zones": "水土保持分区",
     "erosion_counties": "区县水土保持率",
@@ -187,6 +191,8 @@ ZONE_RGB = {
     "Z5": (117, 112, 179),
 }
 PROJECT_RGB = (31, 120, 180)
+#: Outline of the patches finished (完工) since last month: dark green, no fill.
+FINISHED_RGB = (0, 109, 44)
 
 
 # -- QML ------------------------------------------------------------------------------
@@ -370,6 +376,8 @@ def layer_renderer(layer: str, values: Sequence[str] = ()) -> tuple[ET.Element, 
         name = "XZQMC" if layer == "trend_counties" else "ZONE_CODE"
         return (categorized_renderer("X_TRACK", cats, fill_symbol("", (190, 190, 190), (120, 120, 120))),
                 label_settings(name, (40, 40, 40)))
+    if layer == "finished_patches":  # outlines only: where last month's patches were
+        return single_renderer(fill_symbol("", None, FINISHED_RGB, outline_width=0.6)), None
     if layer == "projects":
         return single_renderer(fill_symbol("", None, PROJECT_RGB, outline_width=0.7)), label_settings("PRNM", PROJECT_RGB)
     return single_renderer(fill_symbol("", (200, 200, 200), (120, 120, 120))), None
