@@ -233,6 +233,7 @@ class _Inputs:
             self._open.remove(probe)
             probe.close()
             probe = self._raster(req.imagery, "imagery", "average")
+            ds = probe.dataset
         self.imagery = probe
         self.profile = profile
         roles = ("blue", "green", "red", "nir")
@@ -307,7 +308,7 @@ class _Inputs:
 
 def _reflectance(inputs: _Inputs, window) -> np.ndarray:
     bands = [inputs.profile.bands[r] for r in ("blue", "green", "red", "nir")]
-    raw = np.stack([inputs.imagery.read(window, b) for b in bands])
+    raw = inputs.imagery.read(window, bands)
     scale, offset = inputs.scale
     return raw * scale + offset
 
@@ -365,20 +366,36 @@ def _factor(inputs: _Inputs, spec, window, zone_ids, label: str) -> np.ndarray:
     return lookup[zone_ids]
 
 
+def ls_factors(z: np.ndarray, dx: float, dy: float, cfg: ErosionConfig,
+               core=(slice(None), slice(None))) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, S, slope °) of a DEM tile (NaN nodata; cell dx × dy m), cropped to ``core``.
+
+    Slope by Horn, D8 on the depression-filled tile, λ from the upslope contributing
+    area capped at ``max_slope_length_m``, L by ``l_formula`` with m by slope class,
+    S piecewise by ``s_breaks_deg``. Cells at nodata get slope NaN, L and S of a flat cell.
+    """
+    slope, x = terrain.slope_aspect(z, dx, dy)
+    d8 = terrain.flow_directions(z, dx, dy)
+    length_in, length_out = terrain.slope_lengths(d8, x, dx, dy, cfg.max_slope_length_m)
+    slope, length_in, length_out = slope[core], length_in[core], length_out[core]
+    theta = np.nan_to_num(slope)
+    m = factors.length_exponent(theta, cfg.m_breaks_deg, cfg.m_values)
+    if cfg.l_formula == "cumulative":
+        lf = factors.cumulative_length_factor(np.nan_to_num(length_out), m)
+    else:
+        lf = factors.length_factor(np.nan_to_num(length_in), np.nan_to_num(length_out), m)
+    sf = factors.slope_factor(theta, cfg.s_breaks_deg, cfg.s_coefficients)
+    return lf, sf, slope
+
+
 def window_factors(inputs: _Inputs, window) -> dict[str, np.ndarray]:
     """Every factor, A and the grade on one window (core pixels only)."""
     cfg = inputs.config
     outer, core = expand_window(window, inputs.halo, inputs.grid)
     z = inputs.dem.read(outer)
-    slope, x = terrain.slope_aspect(z, inputs.dx, inputs.dy)
-    d8 = terrain.flow_directions(z, inputs.dx, inputs.dy)
-    length_in, length_out = terrain.slope_lengths(d8, x, inputs.dx, inputs.dy, cfg.max_slope_length_m)
-    slope, length_in, length_out, z = slope[core], length_in[core], length_out[core], z[core]
+    lf, sf, slope = ls_factors(z, inputs.dx, inputs.dy, cfg, core)
+    z = z[core]
     covered = np.isfinite(z)
-    theta = np.nan_to_num(slope)
-    m = factors.length_exponent(theta, cfg.m_breaks_deg, cfg.m_values)
-    lf = factors.length_factor(np.nan_to_num(length_in), np.nan_to_num(length_out), m)
-    sf = factors.slope_factor(theta, cfg.s_breaks_deg, cfg.s_coefficients)
     shape = z.shape
     ndvi, fvc, seen_image = _cover(inputs, window, shape)
     cls = _classes(inputs, window, ndvi, fvc, seen_image)
@@ -491,8 +508,10 @@ def _run_info(request, config, inputs: _Inputs, tally: RegionTally, elapsed: flo
         "factor_K": notes["K"],
         "factor_LS": (f"DEM {request.dem}: slope by Horn (1981); slope length from the upslope contributing area "
                       f"(D8 on the depression-filled DEM, pyflwdir {_pyflwdir_version()}), capped at "
-                      f"{config.max_slope_length_m:g} m, L by Desmet & Govers (1996) with m by slope class "
-                      f"{config.m_values} at {config.m_breaks_deg}°; S by McCool et al. (1987) and Liu et al. (1994) "
+                      f"{config.max_slope_length_m:g} m, L "
+                      + ("by Desmet & Govers (1996)" if config.l_formula == "segment" else "(λ/22.13)^m (cumulative)")
+                      + " with m by slope class "
+                      + f"{config.m_values} at {config.m_breaks_deg}°; S by McCool et al. (1987) and Liu et al. (1994) "
                       f"{config.s_coefficients} at {config.s_breaks_deg}°; tiles with a {inputs.halo} px halo"),
         "factor_B": f"land use × vegetation cover class ({notes['landuse']}; {notes['cover']})",
         "factor_E": notes["E"],
