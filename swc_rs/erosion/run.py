@@ -194,9 +194,13 @@ class _Inputs:
             raise RasterInputError(f"the land-use raster is of type {ds.dtypes[0]}, not integer codes",
                                    path=raster.path, fix="give the 地类 codes as an integer raster")
         values: set[int] = set()
+        small = ds.dtypes[0] in ("uint8", "uint16")
         for _, window in ds.block_windows(1):
-            block = ds.read(1, window=window, masked=True)
-            values.update(int(v) for v in np.unique(block.compressed()))
+            block = ds.read(1, window=window, masked=True).compressed()
+            if small:  # a count per code: one pass, no sort
+                values.update(int(v) for v in np.flatnonzero(np.bincount(block)))
+            else:
+                values.update(int(v) for v in np.unique(block))
         if not values:
             raise RasterInputError("the land-use raster holds no data", path=raster.path, fix="give the land-use raster")
         lookup = np.zeros(max(values) + 1, np.uint8)
@@ -426,8 +430,38 @@ def _record(path: Path | None) -> dict | None:
     return {"path": str(path), "sha256": file_checksum(path) if path.is_file() else None}
 
 
+def _window_tallies(inputs: _Inputs, window) -> tuple:
+    """One window's (window, modulus, grade, county tally, zone tally)."""
+    out = window_factors(inputs, window)
+    tallies = []
+    for frame in (inputs.counties, inputs.zones):
+        tally = RegionTally(len(frame))
+        ids = inputs.rasterize(frame, np.arange(1, len(frame) + 1), window)
+        tally.add(ids, out["covered"], out["grade"], np.nan_to_num(out["modulus"]))
+        tallies.append(tally)
+    return window, out["modulus"], out["grade"], tallies[0], tallies[1]
+
+
+_WORKER: dict = {}
+
+
+def _remote_window(request: ErosionRequest, config: ErosionConfig, window) -> tuple:
+    """A spawned worker's window: its inputs are opened (and checked) once per process."""
+    key = repr((request, config))
+    if _WORKER.get("key") != key:
+        from swc_rs.workers import reuse_freed_memory
+
+        reuse_freed_memory()
+        if "inputs" in _WORKER:
+            _WORKER.pop("inputs").close()
+        _WORKER["inputs"] = _Inputs(request, config)
+        _WORKER["key"] = key
+    return _window_tallies(_WORKER["inputs"], window)
+
+
 def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
-            sink: Callable | None = None, progress: Callable[[int, int], None] | None = None) -> ErosionResult:
+            sink: Callable | None = None, progress: Callable[[int, int], None] | None = None,
+            workers: int = 1) -> ErosionResult:
     """Run the CSLE over the DEM's grid and tally it per county and zone.
 
     Parameters
@@ -442,27 +476,43 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
         where not seen; ``grade`` uint8, 0 where not seen.
     progress
         Called as ``progress(done, total)`` after every window.
+    workers
+        Processes for the windows: this one and ``workers − 1`` spawned ones (each
+        opens the inputs itself; 0 = every available core). One window: this process only.
 
     Raises
     ------
     InputError
         Any bad input (file, problem, fix).
     """
+    from swc_rs.workers import (
+        RETRY_HERE,
+        available_cores,
+        reuse_freed_memory,
+        share_work,
+        start_workers,
+    )
+
     config = config or ErosionConfig()
     started = time.perf_counter()
+    reuse_freed_memory()
     inputs = _Inputs(request, config)
+    pool = None
     try:
         grid = inputs.grid
         county_tally = RegionTally(len(inputs.counties))
         zone_tally = RegionTally(len(inputs.zones))
         windows = list(iter_windows(grid, config.window_size))
-        for done, window in enumerate(windows, start=1):
-            out = window_factors(inputs, window)
-            for frame, tally in ((inputs.counties, county_tally), (inputs.zones, zone_tally)):
-                ids = inputs.rasterize(frame, np.arange(1, len(frame) + 1), window)
-                tally.add(ids, out["covered"], out["grade"], np.nan_to_num(out["modulus"]))
+        processes = min(workers or available_cores(), len(windows))
+        pool = start_workers(processes - 1, module="swc_rs.erosion.run")
+        results = share_work(windows, lambda w: _window_tallies(inputs, w),
+                             lambda w: pool.submit(_remote_window, request, config, w), processes - 1,
+                             on_lost=lambda item, error: RETRY_HERE)
+        for done, (_, (window, modulus, grade, counties_part, zones_part)) in enumerate(results, start=1):
+            county_tally.merge(counties_part)
+            zone_tally.merge(zones_part)
             if sink is not None:
-                sink(grid, window, out["modulus"], out["grade"])
+                sink(grid, window, modulus, grade)
             if progress is not None:
                 progress(done, len(windows))
         elapsed = time.perf_counter() - started
@@ -479,8 +529,11 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
                 log.warning("the DEM covers %d of the %s only in part (COVER_PCT < 100): %s", len(partial), label,
                             ", ".join(f"{r.iloc[0]} {r['COVER_PCT']:.1f} %" for _, r in partial.iterrows()))
         run_info = _run_info(request, config, inputs, county_tally, elapsed, len(windows))
+        run_info["processes"] = processes
         return ErosionResult(counties, zones, run_info, grid)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         inputs.close()
 
 
