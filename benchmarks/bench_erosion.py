@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     print(f"machine: {platform.node()} · {os.cpu_count()} cores (shared with other jobs) · Python {platform.python_version()}")
     print(f"DEM {args.size}×{args.size} px at 10 m = {mpx:.1f} Mpx ({mpx * 100:.0f} km²)")
     load = os.getloadavg()[0]
-    print(f"wall {wall:.1f} s · CPU {cpu:.1f} s (user + sys) · peak RSS {rss_gb:.2f} GB · {mpx / wall:.2f} Mpx/s "
+    print(f"wall {wall:.1f} s · CPU {cpu:.1f} s (user + sys) · peak RSS {rss_gb:.2f} GB (the largest process) · {mpx / wall:.2f} Mpx/s "
           f"(load average {load:.1f} on {os.cpu_count()} cores at the end)")
     city, city_cpu = 150.0 / (mpx / wall), 150.0 / (mpx / cpu)
     print(f"the whole city (150 Mpx) at this rate: {city:.0f} s wall, {city_cpu:.0f} s CPU (target ≤ {TARGET_S:.0f} s: "

@@ -1781,8 +1781,10 @@ def generate_scene(
     SceneFiles
         Paths of ``before.tif``, ``after.tif`` (4-band uint16 reflectance ×10000,
         EPSG:32648), ``zones.gpkg`` (EPSG:4543), ``projects.gpkg``, ``sensitive.gpkg``,
-        ``truth.gpkg`` (EPSG:4490; layers ``truth_patches`` and ``confounders``) and
-        ``scene.json`` (the sensor parameters: shift, gains, offsets), with truth counts.
+        ``truth.gpkg`` (EPSG:4490; layers ``truth_patches`` and ``confounders``),
+        ``scene.json`` (the sensor parameters: shift, gains, offsets), and for
+        ``swc-rs erosion`` ``dem.tif`` (10 m), ``landuse.gpkg`` (地类, layer ``DLTB``) and
+        ``counties.gpkg`` (see :func:`_write_terrain`), with truth counts.
 
     Raises
     ------

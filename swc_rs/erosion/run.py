@@ -508,13 +508,16 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
         results = share_work(windows, lambda w: _window_tallies(inputs, w),
                              lambda w: pool.submit(_remote_window, request, config, w), processes - 1,
                              on_lost=lambda item, error: RETRY_HERE)
-        for done, (_, (window, modulus, grade, counties_part, zones_part)) in enumerate(results, start=1):
-            county_tally.merge(counties_part)
-            zone_tally.merge(zones_part)
+        parts: list = [None] * len(windows)
+        for done, (index, (window, modulus, grade, counties_part, zones_part)) in enumerate(results, start=1):
+            parts[index] = (counties_part, zones_part)
             if sink is not None:
                 sink(grid, window, modulus, grade)
             if progress is not None:
                 progress(done, len(windows))
+        for counties_part, zones_part in parts:  # in window order: the sums do not depend on who finished first
+            county_tally.merge(counties_part)
+            zone_tally.merge(zones_part)
         elapsed = time.perf_counter() - started
         pixel_area = grid.pixel_area_m2
         code = next((c for c in COUNTY_CODE_FIELDS if c in inputs.counties.columns and c != inputs.county_name), None)
