@@ -48,23 +48,21 @@ LANDUSE = {"forest": 301, "shrub": 305, "grass": 404, "dryland": 103, "paddy": 1
 
 def make_inputs(folder: Path, size: int, seed: int) -> dict[str, Path]:
     """The scene's files in ``folder`` (cached: a completion marker is written last)."""
-    import geopandas as gpd
     import rasterio
-    import shapely
     from affine import Affine
     from rasterio.windows import Window
-    from shapely.geometry import MultiPoint, box
 
-    from swc_rs.sample import _key, grid_noise, illustrative_city_zones
+    from swc_rs.sample import _key, grid_noise
 
     paths = {name: folder / f"{name}.{ext}" for name, ext in
              (("dem", "tif"), ("imagery", "tif"), ("landuse", "tif"), ("zones", "gpkg"), ("counties", "gpkg"))}
+    x0, y0 = CX - size * CELL_M / 2, CY + size * CELL_M / 2
     if (folder / MARKER).exists():
+        _write_vectors(paths, size, seed, x0, y0)  # cheap: always as this version makes them
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     print(f"generating a {size}×{size} px 10 m scene in {folder} ...", flush=True)
     t0 = time.perf_counter()
-    x0, y0 = CX - size * CELL_M / 2, CY + size * CELL_M / 2
     transform = Affine(CELL_M, 0, x0, 0, -CELL_M, y0)
     common = dict(driver="GTiff", width=size, height=size, crs=CRS, transform=transform, tiled=True,
                   blockxsize=512, blockysize=512, compress="deflate", zlevel=1, bigtiff="YES")
@@ -96,19 +94,32 @@ def make_inputs(folder: Path, size: int, seed: int) -> dict[str, Path]:
             dem.write(z.astype(np.float32), 1, window=window)
             img.write(np.round(refl * 10000).astype(np.uint16), window=window)
             land.write(cls.astype(np.uint16), 1, window=window)
+    _write_vectors(paths, size, seed, x0, y0)
+    (folder / MARKER).write_text(json.dumps({"size": size, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}))
+    print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
+    return paths
+
+
+def _write_vectors(paths: dict[str, Path], size: int, seed: int, x0: float, y0: float) -> None:
+    """The zones (the illustrative five, where they meet the square) and eight counties
+    (Voronoi cells inside the zones: R is given per zone)."""
+    import geopandas as gpd
+    import shapely
+    from shapely.geometry import MultiPoint, box
+
+    from swc_rs.sample import illustrative_city_zones
+
     extent = box(x0, y0 - size * CELL_M, x0 + size * CELL_M, y0)
     zones = illustrative_city_zones()
     zones = zones[zones.intersects(extent)]
     zones.to_file(paths["zones"], layer="zones", driver="GPKG")
     rng = np.random.default_rng(seed)
     points = MultiPoint([(x0 + u * size * CELL_M, y0 - v * size * CELL_M) for u, v in rng.uniform(0.1, 0.9, (8, 2))])
-    cells = [c.intersection(extent) for c in shapely.voronoi_polygons(points, extend_to=extent).geoms]
+    city = zones.union_all().intersection(extent)  # R per zone: the counties stay inside the zones
+    cells = [c.intersection(city) for c in shapely.voronoi_polygons(points, extend_to=extent).geoms]
     counties = gpd.GeoDataFrame({"XZQMC": list(COUNTIES), "XZQDM": [f"5118{i:02d}" for i in range(2, 10)]},
                                 geometry=cells, crs=CRS)
     counties.to_file(paths["counties"], layer="counties", driver="GPKG")
-    (folder / MARKER).write_text(json.dumps({"size": size, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}))
-    print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
-    return paths
 
 
 def main(argv=None) -> int:

@@ -71,7 +71,8 @@ class ErosionConfig:
 
     window_size : int
         Core side of a processing window (px); the halo below is added around it.
-        Memory follows (window + 2 halo)² × ~90 bytes: 2048 at 10 m → ~0.5 GB.
+        Memory follows (window + 2 halo)², not the DEM: 2048 at 10 m measured a peak RSS of
+        ~2.4 GB per process (imports and reused freed blocks included) on a 151 Mpx DEM.
     max_slope_length_m : float
         Cap of the slope length λ (m). Flow accumulation is taken on tiles whose halo is
         at least twice the cap, which makes the capped λ of each core cell the same as on
