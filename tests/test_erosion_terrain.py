@@ -73,3 +73,16 @@ def test_windows_and_workers_give_the_whole_dem_result(tmp_path):
         tables.append(gpd.read_file(out, layer="erosion_counties").drop(columns="geometry"))
         assert np.isfinite(tables[-1]["MEAN_A"]).all()
     assert tables[0].equals(tables[1])
+
+
+def test_cumulative_l_formula_and_its_check():
+    """l_formula = "cumulative" gives (λ_out/22.13)^m on a plane; an unknown formula is refused."""
+    from swc_rs.erosion.config import build_erosion_config
+    from swc_rs.errors import ConfigError
+
+    n = 40
+    z = (n - 1 - np.arange(n))[:, None] * CELL * np.tan(np.radians(12.0)) + np.zeros((n, 30))
+    lf, _, _ = ls_factors(z, CELL, CELL, build_erosion_config({"l_formula": "cumulative", "max_slope_length_m": 1e9}))
+    assert np.allclose(lf[:, 10], (CELL * np.arange(1, n + 1) / 22.13) ** 0.5)
+    with pytest.raises(ConfigError, match="l_formula"):
+        build_erosion_config({"l_formula": "point"})
