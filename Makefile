@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo qgis-plugin test docs-img fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo demo-erosion bench-erosion qgis-plugin test docs-img fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: $(STAMP)
 ## its headless QGIS test: .venv/bin/python -m pytest tests/test_qgis_plugin.py (SWC_RS_SHOTS=docs/zh/img: the dialog's PNG)
 qgis-plugin:
 	$(PY) qgis_plugin/build.py
+
+## make demo-erosion: swc-rs erosion (CSLE, 水土保持率) on the sample scene's DEM, land use and October image;
+## prints the per-county table and writes out/demo_erosion.gpkg with its COGs
+demo-erosion: $(STAMP)
+	mkdir -p out
+	$(BIN)/swc-rs erosion $(SAMPLE)/dem.tif --imagery $(SAMPLE)/before.tif --landuse $(SAMPLE)/landuse.gpkg \
+		--zones $(SAMPLE)/zones.gpkg --counties $(SAMPLE)/counties.gpkg \
+		--config pipelines/erosion_sample.toml --year 2026 -o out/demo_erosion.gpkg --overwrite
 
 ## make test: the whole suite (unit, property, CLI, end-to-end on generated scenes)
 test: $(STAMP) check-rules
@@ -54,6 +62,12 @@ lint: $(STAMP)
 ## make bench [SIZE=16384]: I/O floor vs GDAL CLI chain vs swc-rs detect on a generated scene
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_detect.py --size $(SIZE)
+
+## make bench-erosion [EROSION_SIZE=12288]: swc-rs erosion on a generated city-sized 10 m DEM (12288² ≈ 151 Mpx)
+## with imagery and land use in .cache/bench_erosion; prints wall time, peak RSS and Mpx/s
+EROSION_SIZE ?= 12288
+bench-erosion: $(STAMP)
+	$(BIN)/python benchmarks/bench_erosion.py --size $(EROSION_SIZE)
 
 ## make bench-batch: the monthly batch on generated tiles with 1 and 2 workers
 bench-batch: $(STAMP)

@@ -305,6 +305,9 @@ class SceneFiles:
     sensitive: Path
     truth: Path
     info: Path
+    dem: Path
+    landuse: Path
+    counties: Path
     counts: dict = field(default_factory=dict, compare=False)
 
     def paths(self) -> tuple[Path, ...]:
@@ -316,6 +319,9 @@ class SceneFiles:
             self.sensitive,
             self.truth,
             self.info,
+            self.dem,
+            self.landuse,
+            self.counties,
         )
 
 
@@ -327,6 +333,9 @@ OUTPUT_NAMES = (
     "sensitive.gpkg",
     "truth.gpkg",
     "scene.json",
+    "dem.tif",
+    "landuse.gpkg",
+    "counties.gpkg",
 )
 
 
@@ -1772,8 +1781,10 @@ def generate_scene(
     SceneFiles
         Paths of ``before.tif``, ``after.tif`` (4-band uint16 reflectance ×10000,
         EPSG:32648), ``zones.gpkg`` (EPSG:4543), ``projects.gpkg``, ``sensitive.gpkg``,
-        ``truth.gpkg`` (EPSG:4490; layers ``truth_patches`` and ``confounders``) and
-        ``scene.json`` (the sensor parameters: shift, gains, offsets), with truth counts.
+        ``truth.gpkg`` (EPSG:4490; layers ``truth_patches`` and ``confounders``),
+        ``scene.json`` (the sensor parameters: shift, gains, offsets), and for
+        ``swc-rs erosion`` ``dem.tif`` (10 m), ``landuse.gpkg`` (地类, layer ``DLTB``) and
+        ``counties.gpkg`` (see :func:`_write_terrain`), with truth counts.
 
     Raises
     ------
@@ -1883,6 +1894,7 @@ def _generate_into(tmp: Path, seed: int, size: int, report: Progress, style: Sty
                 dst.write(block.astype(np.uint16), window=Window(0, r0, size, h))
             report(1 + s + 1, total, "render")
     counts = _write_vectors(tmp, plan, seed, size, x0, y0)
+    _write_terrain(tmp, plan, seed, size, x0, y0)
     info = {
         "generator": f"swc-rs {__version__} sample",
         "synthetic": True,
@@ -2012,6 +2024,99 @@ def _write_vectors(tmp: Path, plan: _Planner, seed: int, size: int, x0: float, y
         "projects": len(proj),
         "sensitive_areas": len(sens),
     }
+
+
+# --------------------------------------------------------------------------- terrain
+DEM_M = 10.0  # DEM cell (m): 5 × 5 image pixels
+DEM_BASE_M = 1000.0  # elevation the relief noise is added to (m)
+# 地类 (GB/T 21010-2017) of the sample's land-use layer, as a 三调 map made before the
+# first date would show it: new disturbances are not in it.
+LANDUSE_DLBM = {
+    "forest": ("0301", "乔木林地"),
+    "shrub": ("0305", "灌木林地"),
+    "grass": ("0404", "其他草地"),
+    "parcels": ("0103", "旱地"),
+    "village": ("0702", "农村宅基地"),
+    "existing": ("0602", "采矿用地"),
+    "roads": ("1003", "公路用地"),
+    "rivers": ("1101", "河流水面"),
+    "reservoirs": ("1103", "水库水面"),
+}
+COUNTIES = (("511802", "雨城区"), ("511803", "名山区"))
+
+
+def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    h, w = a.shape
+    return a.reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+
+
+def _write_terrain(tmp: Path, plan: _Planner, seed: int, size: int, x0: float, y0: float) -> None:
+    """dem.tif, landuse.gpkg and counties.gpkg: the terrain the imagery was shaded with.
+
+    The DEM is the 5 × 5 block mean of the renderer's elevation field (the one its
+    hill shading uses) on a 10 m grid with the image's upper-left corner, plus
+    DEM_BASE_M; it covers the scene (the last row and column may reach past it).
+    Land use: forest where the renderer's forest weight is ≥ 0.5, shrub or grass
+    elsewhere by its shrub texture, then farmland parcels, villages, old yards, roads,
+    rivers and reservoirs (before date) burnt on top, polygonised to 地类 (DLBM).
+    Counties: two, split by a wavy line, clipped to the scene.
+    """
+    k = int(round(DEM_M / PIXEL_M))
+    n = math.ceil(size / k)
+    dem = np.empty((n, n), np.float32)
+    background = np.empty((n, n), np.uint8)  # 1 forest, 2 shrub, 3 grass
+    rows_per = max(1, 1024 // k)
+    for d0 in range(0, n, rows_per):
+        dh = min(rows_per, n - d0)
+        r0, h, w = d0 * k, dh * k, n * k
+        e = sum(a * grid_noise(r0, 0, h, w, c, plan.key(f"elev{c}")) for c, a in plan.elev)
+        v = sum(a * grid_noise(r0, 0, h, w, c, plan.key(f"veg{c}")) for c, a in ((512, 1.0), (160, 0.5), (48, 0.25)))
+        v += 0.35 * e / plan.elev_relief
+        fw = np.clip((v - plan.forest_thr) / 0.25 + 0.5, 0, 1)
+        shrubby = np.clip(0.5 + plan.style.texture * grid_noise(r0, 0, h, w, 40, plan.key("tex40")), 0, 1)
+        dem[d0:d0 + dh] = DEM_BASE_M + _block_mean(e, k)
+        fwb, shb = _block_mean(fw, k), _block_mean(shrubby, k)
+        background[d0:d0 + dh] = np.where(fwb >= 0.5, 1, np.where(shb >= 0.5, 2, 3))
+    transform = Affine(DEM_M, 0, x0, 0, -DEM_M, y0)
+    profile = dict(driver="GTiff", width=n, height=n, count=1, dtype="float32", crs=SCENE_CRS, transform=transform,
+                   nodata=-9999.0, tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=3)
+    with rasterio.open(tmp / "dem.tif", "w", **profile) as dst:
+        dst.write(dem, 1)
+        dst.update_tags(GENERATOR=f"swc-rs {__version__} sample seed={seed} size={size}", SYNTHETIC="yes",
+                        UNITS="metre")
+    names = list(LANDUSE_DLBM)
+    codes = np.array([0] + [int(LANDUSE_DLBM[n_][0]) for n_ in names], np.int32)
+    cls = background.astype(np.int32)  # index into names + 1: forest, shrub, grass
+    to_dem = [1 / k, 0, 0, 1 / k, 0, 0]  # image pixel coordinates → DEM pixel coordinates
+    layers = (("parcels", plan.parcels), ("village", plan.villages), ("existing", plan.existing),
+              ("roads", plan.roads), ("rivers", plan.rivers), ("reservoirs", [b for b, _ in plan.reservoirs]))
+    for name, geoms in layers:
+        shapes = [(affinity.affine_transform(g, to_dem), names.index(name) + 1) for g in geoms if not g.is_empty]
+        if shapes:
+            rasterio.features.rasterize(shapes, out=cls, transform=Affine.identity())
+    code_raster = codes[cls]
+    polys, dlbm = [], []
+    for geom, value in rasterio.features.shapes(code_raster, transform=Affine.identity()):
+        polys.append(shape(geom))
+        dlbm.append(int(value))
+    scene = box(0, 0, size / k, size / k)
+    label = {int(c): (c_, m) for c_, m in LANDUSE_DLBM.values() for c in [int(c_)]}
+    records, geoms = [], []
+    for poly, value in zip(polys, dlbm, strict=False):
+        poly = poly.intersection(scene)
+        if not poly.is_empty:
+            records.append({"DLBM": label[value][0], "DLMC": label[value][1]})
+            geoms.append(affinity.scale(poly, k, k, origin=(0, 0)))
+    land = _frame(records, geoms, x0, y0, AREA_CRS, ["DLBM", "DLMC"])
+    _write_gpkg(land, tmp / "landuse.gpkg", "DLTB")
+    rng = np.random.default_rng([seed, 3])
+    ys = np.linspace(-1, size + 1, 40)
+    xb = size * rng.uniform(0.4, 0.6) + size * 0.08 * np.sin(2 * np.pi * ys / size * 0.9 + rng.uniform(0, 6.3))
+    full = box(0, 0, size, size)
+    west = Polygon([(-1, -1), *zip(xb, ys, strict=False), (-1, size + 1)]).buffer(0).intersection(full)
+    counties = _frame([{"XZQDM": c, "XZQMC": m} for c, m in COUNTIES], [west, full.difference(west)], x0, y0,
+                      EXCHANGE_CRS, ["XZQDM", "XZQMC"])
+    _write_gpkg(counties, tmp / "counties.gpkg", "counties")
 
 
 def check_verdicts(

@@ -289,3 +289,37 @@ def test_unknown_style_is_refused(tmp_path):
     assert result.exit_code == 2 and "cartoon" in result.output
     with pytest.raises(InputError, match="not known"):
         S.generate_scene(tmp_path / "x", size=256, style="cartoon")
+
+
+def test_terrain_for_erosion(small, tmp_path):
+    """dem.tif, landuse.gpkg and counties.gpkg fit the images and run through swc-rs erosion."""
+    from pathlib import Path
+
+    from swc_rs.erosion.config import ErosionConfig
+    from swc_rs.erosion.run import landuse_class
+
+    with rasterio.open(small.dem) as dem, rasterio.open(small.before) as img:
+        assert dem.crs == img.crs and dem.res == (S.DEM_M, S.DEM_M)
+        assert (dem.bounds.left, dem.bounds.top) == (img.bounds.left, img.bounds.top)
+        assert (dem.width, dem.height) == (64, 64)  # 320 px of 2 m
+        z = dem.read(1)
+    assert np.isfinite(z).all() and abs(float(z.mean()) - S.DEM_BASE_M) < 640 and z.std() > 1.0
+    land = gpd.read_file(small.landuse, layer="DLTB")
+    table = ErosionConfig().landuse_codes
+    assert all(landuse_class(code, table) is not None for code in land["DLBM"])
+    scene = (320 * S.PIXEL_M) ** 2
+    assert land.to_crs(S.SCENE_CRS).area.sum() == pytest.approx(scene, rel=1e-3)
+    counties = gpd.read_file(small.counties)
+    assert sorted(counties["XZQMC"]) == sorted(name for _, name in S.COUNTIES)
+    assert counties.to_crs(S.SCENE_CRS).area.sum() == pytest.approx(scene, rel=1e-3)
+    again = S.generate_scene(tmp_path / "again", seed=5, size=320)
+    assert small.dem.read_bytes() == again.dem.read_bytes()
+    out = tmp_path / "e" / "erosion.gpkg"
+    config = Path(__file__).resolve().parent.parent / "pipelines" / "erosion_sample.toml"
+    result = CliRunner().invoke(cli, ["erosion", str(small.dem), "--imagery", str(small.before), "--landuse",
+                                      str(small.landuse), "--zones", str(small.zones), "--counties",
+                                      str(small.counties), "--config", str(config), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = gpd.read_file(out, layer="erosion_counties")
+    assert len(table) == 2 and (table["COVER_PCT"] > 99.5).all()
+    assert ((table["SWC_RATE"] >= 0) & (table["SWC_RATE"] <= 100)).all()

@@ -39,11 +39,12 @@ out/erosion_modulus.tif and out/erosion_grade.tif (COGs).
 @click.option("--bands", "bands", default=None, help="Explicit band roles, e.g. blue=1,green=2,red=3,nir=4.")
 @click.option("--config", "config_path", type=_PATH, default=None, help="Configuration with an [erosion] table (pipelines/erosion.toml).")
 @click.option("--window-size", type=click.IntRange(64, 16384), default=None, help="Core side of a processing window (px).")
+@click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True, help="Cores for the windows: this process and N − 1 spawned worker processes; 0 = every available core.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @verbosity_options
 @handle_errors
 def erosion(dem, zones, counties, output, imagery, landuse, r_factor, k_factor, measures, year, sensor, bands,
-            config_path, window_size, overwrite, verbose, quiet):
+            config_path, window_size, workers, overwrite, verbose, quiet):
     """Soil loss by the CSLE (A = R·K·L·S·B·E·T) and the soil-and-water-conservation
     rate (水土保持率) per county and per zone, graded by SL 190-2007.
 
@@ -68,7 +69,8 @@ def erosion(dem, zones, counties, output, imagery, landuse, r_factor, k_factor, 
     sink = RasterSink(output)
     try:
         with progress_bar(quiet == 0) as progress:
-            result = run_erosion(request, config, sink=sink, progress=lambda d, t: progress("erosion", d, t))
+            result = run_erosion(request, config, sink=sink, progress=lambda d, t: progress("erosion", d, t),
+                                 workers=workers)
     except BaseException:
         sink.discard()
         raise

@@ -24,7 +24,9 @@ each 1024×1024 cell.
 \b
 Files: before.tif, after.tif, zones.gpkg (zones), projects.gpkg (projects),
 sensitive.gpkg (sensitive_areas), truth.gpkg (truth_patches, confounders),
-scene.json (seed, shift, gains).  The same seed and size give identical rasters.
+scene.json (seed, shift, gains); for swc-rs erosion dem.tif (10 m, the elevation
+the images are shaded with), landuse.gpkg (地类 DLBM) and counties.gpkg.  The
+same seed and size give identical rasters.
 
 \b
 Examples:

@@ -8,6 +8,7 @@ metres, A in t/(hm²·a) (× 100 for the modulus in t/(km²·a)).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from swc_rs.erosion.config import CLASSES, ErosionConfig
 
@@ -37,6 +38,16 @@ def length_exponent(theta_deg: np.ndarray, breaks_deg=(1.0, 3.0, 5.0), values=(0
     return np.asarray(values, np.float64)[cls]
 
 
+@njit(cache=True)
+def _segment_l(lin, lout, m, out):
+    for i in range(lin.size):
+        a, b, e = lin.flat[i], lout.flat[i], m.flat[i]
+        if b - a > 1e-9:
+            out.flat[i] = (b ** (e + 1.0) - a ** (e + 1.0)) / ((b - a) * 22.13 ** e)
+        else:
+            out.flat[i] = (b / 22.13) ** e
+
+
 def length_factor(length_in: np.ndarray, length_out: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Slope length factor of a cell as a slope segment (Foster & Wischmeier 1974).
 
@@ -44,15 +55,20 @@ def length_factor(length_in: np.ndarray, length_out: np.ndarray, m: np.ndarray) 
     slope length (m) at the cell's upslope and downslope edge. With λ from the upslope
     contributing area per unit contour width this is Desmet & Govers (1996); the
     area-weighted mean of L down a uniform slope of length λ is (λ/22.13)^m. Where the
-    cap has made λ_in = λ_out, L = (λ/22.13)^m.
+    cap has made λ_in = λ_out, L = (λ/22.13)^m. (One compiled pass, numba.)
     """
-    lin = np.asarray(length_in, np.float64)
-    lout = np.asarray(length_out, np.float64)
-    m = np.asarray(m, np.float64)
-    seg = lout - lin
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lf = (lout ** (m + 1) - lin ** (m + 1)) / (seg * 22.13 ** m)
-    return np.where(seg > 1e-9, lf, (lout / 22.13) ** m)
+    lin, lout, m = np.broadcast_arrays(np.asarray(length_in, np.float64), np.asarray(length_out, np.float64),
+                                       np.asarray(m, np.float64))
+    out = np.empty(lin.shape, np.float64)
+    _segment_l(np.ascontiguousarray(lin), np.ascontiguousarray(lout), np.ascontiguousarray(m), out)
+    return out
+
+
+def cumulative_length_factor(length_out: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """L = (λ/22.13)^m at the cell's downslope edge: the L of the whole slope from the
+    divide down to the cell (Wischmeier & Smith 1978), the convention of GRASS
+    r.watershed and of USLE hand tables, not the cell's own share of the slope."""
+    return (np.asarray(length_out, np.float64) / 22.13) ** np.asarray(m, np.float64)
 
 
 def vegetation_cover(ndvi: np.ndarray, ndvi_soil: float = 0.05, ndvi_veg: float = 0.80) -> np.ndarray:

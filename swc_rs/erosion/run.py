@@ -194,9 +194,13 @@ class _Inputs:
             raise RasterInputError(f"the land-use raster is of type {ds.dtypes[0]}, not integer codes",
                                    path=raster.path, fix="give the 地类 codes as an integer raster")
         values: set[int] = set()
+        small = ds.dtypes[0] in ("uint8", "uint16")
         for _, window in ds.block_windows(1):
-            block = ds.read(1, window=window, masked=True)
-            values.update(int(v) for v in np.unique(block.compressed()))
+            block = ds.read(1, window=window, masked=True).compressed()
+            if small:  # a count per code: one pass, no sort
+                values.update(int(v) for v in np.flatnonzero(np.bincount(block)))
+            else:
+                values.update(int(v) for v in np.unique(block))
         if not values:
             raise RasterInputError("the land-use raster holds no data", path=raster.path, fix="give the land-use raster")
         lookup = np.zeros(max(values) + 1, np.uint8)
@@ -233,6 +237,7 @@ class _Inputs:
             self._open.remove(probe)
             probe.close()
             probe = self._raster(req.imagery, "imagery", "average")
+            ds = probe.dataset
         self.imagery = probe
         self.profile = profile
         roles = ("blue", "green", "red", "nir")
@@ -307,7 +312,7 @@ class _Inputs:
 
 def _reflectance(inputs: _Inputs, window) -> np.ndarray:
     bands = [inputs.profile.bands[r] for r in ("blue", "green", "red", "nir")]
-    raw = np.stack([inputs.imagery.read(window, b) for b in bands])
+    raw = inputs.imagery.read(window, bands)
     scale, offset = inputs.scale
     return raw * scale + offset
 
@@ -365,20 +370,36 @@ def _factor(inputs: _Inputs, spec, window, zone_ids, label: str) -> np.ndarray:
     return lookup[zone_ids]
 
 
+def ls_factors(z: np.ndarray, dx: float, dy: float, cfg: ErosionConfig,
+               core=(slice(None), slice(None))) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, S, slope °) of a DEM tile (NaN nodata; cell dx × dy m), cropped to ``core``.
+
+    Slope by Horn, D8 on the depression-filled tile, λ from the upslope contributing
+    area capped at ``max_slope_length_m``, L by ``l_formula`` with m by slope class,
+    S piecewise by ``s_breaks_deg``. Cells at nodata get slope NaN, L and S of a flat cell.
+    """
+    slope, x = terrain.slope_aspect(z, dx, dy)
+    d8 = terrain.flow_directions(z, dx, dy)
+    length_in, length_out = terrain.slope_lengths(d8, x, dx, dy, cfg.max_slope_length_m)
+    slope, length_in, length_out = slope[core], length_in[core], length_out[core]
+    theta = np.nan_to_num(slope)
+    m = factors.length_exponent(theta, cfg.m_breaks_deg, cfg.m_values)
+    if cfg.l_formula == "cumulative":
+        lf = factors.cumulative_length_factor(np.nan_to_num(length_out), m)
+    else:
+        lf = factors.length_factor(np.nan_to_num(length_in), np.nan_to_num(length_out), m)
+    sf = factors.slope_factor(theta, cfg.s_breaks_deg, cfg.s_coefficients)
+    return lf, sf, slope
+
+
 def window_factors(inputs: _Inputs, window) -> dict[str, np.ndarray]:
     """Every factor, A and the grade on one window (core pixels only)."""
     cfg = inputs.config
     outer, core = expand_window(window, inputs.halo, inputs.grid)
     z = inputs.dem.read(outer)
-    slope, x = terrain.slope_aspect(z, inputs.dx, inputs.dy)
-    d8 = terrain.flow_directions(z, inputs.dx, inputs.dy)
-    length_in, length_out = terrain.slope_lengths(d8, x, inputs.dx, inputs.dy, cfg.max_slope_length_m)
-    slope, length_in, length_out, z = slope[core], length_in[core], length_out[core], z[core]
+    lf, sf, slope = ls_factors(z, inputs.dx, inputs.dy, cfg, core)
+    z = z[core]
     covered = np.isfinite(z)
-    theta = np.nan_to_num(slope)
-    m = factors.length_exponent(theta, cfg.m_breaks_deg, cfg.m_values)
-    lf = factors.length_factor(np.nan_to_num(length_in), np.nan_to_num(length_out), m)
-    sf = factors.slope_factor(theta, cfg.s_breaks_deg, cfg.s_coefficients)
     shape = z.shape
     ndvi, fvc, seen_image = _cover(inputs, window, shape)
     cls = _classes(inputs, window, ndvi, fvc, seen_image)
@@ -409,8 +430,38 @@ def _record(path: Path | None) -> dict | None:
     return {"path": str(path), "sha256": file_checksum(path) if path.is_file() else None}
 
 
+def _window_tallies(inputs: _Inputs, window) -> tuple:
+    """One window's (window, modulus, grade, county tally, zone tally)."""
+    out = window_factors(inputs, window)
+    tallies = []
+    for frame in (inputs.counties, inputs.zones):
+        tally = RegionTally(len(frame))
+        ids = inputs.rasterize(frame, np.arange(1, len(frame) + 1), window)
+        tally.add(ids, out["covered"], out["grade"], np.nan_to_num(out["modulus"]))
+        tallies.append(tally)
+    return window, out["modulus"], out["grade"], tallies[0], tallies[1]
+
+
+_WORKER: dict = {}
+
+
+def _remote_window(request: ErosionRequest, config: ErosionConfig, window) -> tuple:
+    """A spawned worker's window: its inputs are opened (and checked) once per process."""
+    key = repr((request, config))
+    if _WORKER.get("key") != key:
+        from swc_rs.workers import reuse_freed_memory
+
+        reuse_freed_memory()
+        if "inputs" in _WORKER:
+            _WORKER.pop("inputs").close()
+        _WORKER["inputs"] = _Inputs(request, config)
+        _WORKER["key"] = key
+    return _window_tallies(_WORKER["inputs"], window)
+
+
 def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
-            sink: Callable | None = None, progress: Callable[[int, int], None] | None = None) -> ErosionResult:
+            sink: Callable | None = None, progress: Callable[[int, int], None] | None = None,
+            workers: int = 1) -> ErosionResult:
     """Run the CSLE over the DEM's grid and tally it per county and zone.
 
     Parameters
@@ -425,32 +476,51 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
         where not seen; ``grade`` uint8, 0 where not seen.
     progress
         Called as ``progress(done, total)`` after every window.
+    workers
+        Processes for the windows: this one and ``workers − 1`` spawned ones (each
+        opens the inputs itself; 0 = every available core). One window: this process only.
 
     Raises
     ------
     InputError
         Any bad input (file, problem, fix).
     """
+    from swc_rs.workers import (
+        RETRY_HERE,
+        available_cores,
+        reuse_freed_memory,
+        share_work,
+        start_workers,
+    )
+
     config = config or ErosionConfig()
     year = str(request.year).strip()
     if year and not (year.isdigit() and 1900 <= int(year) <= 2200):
         raise InputError(f"the monitoring year {request.year!r} is not a year", fix="give the year as four digits, e.g. --year 2026")
     started = time.perf_counter()
+    reuse_freed_memory()
     inputs = _Inputs(request, config)
+    pool = None
     try:
         grid = inputs.grid
         county_tally = RegionTally(len(inputs.counties))
         zone_tally = RegionTally(len(inputs.zones))
         windows = list(iter_windows(grid, config.window_size))
-        for done, window in enumerate(windows, start=1):
-            out = window_factors(inputs, window)
-            for frame, tally in ((inputs.counties, county_tally), (inputs.zones, zone_tally)):
-                ids = inputs.rasterize(frame, np.arange(1, len(frame) + 1), window)
-                tally.add(ids, out["covered"], out["grade"], np.nan_to_num(out["modulus"]))
+        processes = min(workers or available_cores(), len(windows))
+        pool = start_workers(processes - 1, module="swc_rs.erosion.run")
+        results = share_work(windows, lambda w: _window_tallies(inputs, w),
+                             lambda w: pool.submit(_remote_window, request, config, w), processes - 1,
+                             on_lost=lambda item, error: RETRY_HERE)
+        parts: list = [None] * len(windows)
+        for done, (index, (window, modulus, grade, counties_part, zones_part)) in enumerate(results, start=1):
+            parts[index] = (counties_part, zones_part)
             if sink is not None:
-                sink(grid, window, out["modulus"], out["grade"])
+                sink(grid, window, modulus, grade)
             if progress is not None:
                 progress(done, len(windows))
+        for counties_part, zones_part in parts:  # in window order: the sums do not depend on who finished first
+            county_tally.merge(counties_part)
+            zone_tally.merge(zones_part)
         elapsed = time.perf_counter() - started
         pixel_area = grid.pixel_area_m2
         code = next((c for c in COUNTY_CODE_FIELDS if c in inputs.counties.columns and c != inputs.county_name), None)
@@ -468,8 +538,11 @@ def erosion(request: ErosionRequest, config: ErosionConfig | None = None, *,
                 log.warning("the DEM covers %d of the %s only in part (COVER_PCT < 100): %s", len(partial), label,
                             ", ".join(f"{r.iloc[0]} {r['COVER_PCT']:.1f} %" for _, r in partial.iterrows()))
         run_info = _run_info(request, config, inputs, county_tally, elapsed, len(windows))
+        run_info["processes"] = processes
         return ErosionResult(counties, zones, run_info, grid)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         inputs.close()
 
 
@@ -497,8 +570,10 @@ def _run_info(request, config, inputs: _Inputs, tally: RegionTally, elapsed: flo
         "factor_K": notes["K"],
         "factor_LS": (f"DEM {request.dem}: slope by Horn (1981); slope length from the upslope contributing area "
                       f"(D8 on the depression-filled DEM, pyflwdir {_pyflwdir_version()}), capped at "
-                      f"{config.max_slope_length_m:g} m, L by Desmet & Govers (1996) with m by slope class "
-                      f"{config.m_values} at {config.m_breaks_deg}°; S by McCool et al. (1987) and Liu et al. (1994) "
+                      f"{config.max_slope_length_m:g} m, L "
+                      + ("by Desmet & Govers (1996)" if config.l_formula == "segment" else "(λ/22.13)^m (cumulative)")
+                      + " with m by slope class "
+                      + f"{config.m_values} at {config.m_breaks_deg}°; S by McCool et al. (1987) and Liu et al. (1994) "
                       f"{config.s_coefficients} at {config.s_breaks_deg}°; tiles with a {inputs.halo} px halo"),
         "factor_B": f"land use × vegetation cover class ({notes['landuse']}; {notes['cover']})",
         "factor_E": notes["E"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyflwdir
+from numba import njit
 from pyflwdir import dem as pyflwdir_dem
 
 _NODATA = -9999.0
@@ -20,64 +21,108 @@ _NODATA = -9999.0
 _D8 = ((1, 0, 1), (2, 1, 1), (4, 1, 0), (8, 1, -1), (16, 0, -1), (32, -1, -1), (64, -1, 0), (128, -1, 1))
 
 
+@njit(cache=True)
+def _neighbour(z, r, c, zc):
+    """z[r, c], or the centre value ``zc`` outside the tile or at nodata."""
+    h, w = z.shape
+    if r < 0 or r >= h or c < 0 or c >= w:
+        return zc
+    v = z[r, c]
+    return v if np.isfinite(v) else zc
+
+
+@njit(cache=True)
+def _horn(z, dx, dy, slope, x):
+    h, w = z.shape
+    for r in range(h):
+        for c in range(w):
+            zc = z[r, c]
+            if not np.isfinite(zc):
+                slope[r, c] = np.nan
+                x[r, c] = 1.0
+                continue
+            a = _neighbour(z, r - 1, c - 1, zc)
+            b = _neighbour(z, r - 1, c, zc)
+            cc = _neighbour(z, r - 1, c + 1, zc)
+            d = _neighbour(z, r, c - 1, zc)
+            f = _neighbour(z, r, c + 1, zc)
+            g = _neighbour(z, r + 1, c - 1, zc)
+            hh = _neighbour(z, r + 1, c, zc)
+            i = _neighbour(z, r + 1, c + 1, zc)
+            dzdx = ((cc + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx)
+            dzdy = ((g + 2 * hh + i) - (a + 2 * b + cc)) / (8.0 * dy)
+            grad = np.hypot(dzdx, dzdy)
+            slope[r, c] = np.degrees(np.arctan(grad))
+            x[r, c] = (abs(dzdx) + abs(dzdy)) / grad if grad > 0 else 1.0
+
+
 def slope_aspect(z: np.ndarray, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
     """Slope (degrees) and the contour-width factor x = |sin α| + |cos α| (Horn 1981).
 
     Third-order finite differences on the 3×3 neighbourhood; edges and nodata
     neighbours take the centre cell's value. ``x`` is 1 where the slope is zero.
+    One compiled pass over the tile (numba).
     """
-    valid = np.isfinite(z)
-    zc = np.where(valid, z, 0.0)
-    p = np.pad(zc, 1, mode="edge")
-    pv = np.pad(valid, 1, mode="constant", constant_values=False)
-    h, w = z.shape
-
-    def at(dr, dc):
-        sl = (slice(1 + dr, 1 + dr + h), slice(1 + dc, 1 + dc + w))
-        return np.where(pv[sl], p[sl], zc)
-
-    a, b, c = at(-1, -1), at(-1, 0), at(-1, 1)
-    d, f = at(0, -1), at(0, 1)
-    g, hh, i = at(1, -1), at(1, 0), at(1, 1)
-    dzdx = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx)
-    dzdy = ((g + 2 * hh + i) - (a + 2 * b + c)) / (8.0 * dy)
-    grad = np.hypot(dzdx, dzdy)
-    slope = np.degrees(np.arctan(grad))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(grad > 0, (np.abs(dzdx) + np.abs(dzdy)) / grad, 1.0)
-    slope[~valid] = np.nan
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    slope = np.empty(z.shape, np.float64)
+    x = np.empty(z.shape, np.float64)
+    _horn(z, float(dx), float(dy), slope, x)
     return slope, x
+
+
+_DR = np.array([d[1] for d in _D8], np.int64)
+_DC = np.array([d[2] for d in _D8], np.int64)
+_CODE = np.array([d[0] for d in _D8], np.uint8)
+
+
+@njit(cache=True)
+def _steepest(filled, valid, flood, dx, dy, dr, dc, codes, out):
+    h, w = filled.shape
+    dist = np.empty(8)
+    for k in range(8):
+        dist[k] = np.hypot(dr[k] * dy, dc[k] * dx)
+    for r in range(h):
+        for c in range(w):
+            if not valid[r, c]:
+                out[r, c] = 247
+                continue
+            best = 0.0
+            code = np.uint8(0)
+            edge = False
+            z0 = filled[r, c]
+            for k in range(8):
+                rr, cc = r + dr[k], c + dc[k]
+                if rr < 0 or rr >= h or cc < 0 or cc >= w or not valid[rr, cc]:
+                    edge = True
+                    continue
+                drop = (z0 - filled[rr, cc]) / dist[k]
+                if drop > best:
+                    best = drop
+                    code = codes[k]
+            if code > 0:
+                out[r, c] = code
+            elif edge:
+                out[r, c] = 0
+            else:
+                out[r, c] = flood[r, c]
 
 
 def flow_directions(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """D8 flow directions (pyflwdir codes, 247 nodata, 0 outlet) on the depression-filled DEM.
 
-    Cells at the tile edge, and next to nodata, are outlets when no neighbour is lower.
+    Steepest descent (drop over distance) to one of the 8 neighbours; where no
+    neighbour is lower (the flats the filling leaves), the cell drains to the
+    neighbour the priority flood reached it from. Cells at the tile edge, and next
+    to nodata, are outlets when no neighbour is lower: the flood reaches the edge
+    cells from one another, and an edge cell drains out of the tile instead of along
+    its edge.
     """
     valid = np.isfinite(z)
     elevation = np.where(valid, z, _NODATA).astype(np.float64)
     filled, flood = pyflwdir_dem.fill_depressions(elevation, nodata=_NODATA, outlets="edge")
-    h, w = z.shape
-    big = np.float64(np.finfo(np.float64).max)
-    p = np.pad(np.where(valid, filled, big), 1, mode="constant", constant_values=big)
-    best = np.zeros((h, w), np.float64)
-    code = np.zeros((h, w), np.uint8)
-    for value, dr, dc in _D8:
-        neighbour = p[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-        drop = (filled - neighbour) / np.hypot(dr * dy, dc * dx)
-        better = drop > best
-        best[better] = drop[better]
-        code[better] = value
-    d8 = np.where(code > 0, code, flood).astype(np.uint8)
-    # The flood reaches the edge cells from one another; an edge cell with no lower
-    # neighbour drains out of the tile instead of along its edge.
-    outside = np.pad(~valid, 1, mode="constant", constant_values=True)
-    edge = np.zeros((h, w), bool)
-    for _, dr, dc in _D8:
-        edge |= outside[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-    d8[edge & (code == 0)] = 0
-    d8[~valid] = 247
-    return d8
+    out = np.empty(z.shape, np.uint8)
+    _steepest(filled, valid, flood, float(dx), float(dy), _DR, _DC, _CODE, out)
+    return out
 
 
 def slope_lengths(d8: np.ndarray, x: np.ndarray, dx: float, dy: float, cap_m: float) -> tuple[np.ndarray, np.ndarray]:
