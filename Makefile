@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo test fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo test fuzz test-pg lint bench bench-batch profile eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint: $(STAMP)
 ## make bench [SIZE=16384]: I/O floor vs GDAL CLI chain vs swc-rs detect on a generated scene
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_detect.py --size $(SIZE)
+
+## make profile [PROFILE_SIZE=4096]: wall and CPU seconds by stage of detect on the bench scene and of one batch tile
+PROFILE_SIZE ?= 4096
+profile: $(STAMP)
+	$(BIN)/python benchmarks/profile_detect.py --size $(PROFILE_SIZE)
 
 ## make bench-batch: the monthly batch on generated tiles with 1 and 2 workers
 bench-batch: $(STAMP)
