@@ -276,6 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=4096, help="bench scene side in px (default 4096)")
     p.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
     p.add_argument("--tile", type=int, default=2048, help="side of the batch tile cut from the scene (default 2048; 0: no tile)")
+    p.add_argument("--fixed-size", type=int, default=256,
+                   help="side of a tiny scene whose detect run shows the fixed costs: start-up, imports, model load "
+                        "(default 256; 0: not run)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each (default 1); medians per stage are reported")
     p.add_argument("--workers", type=int, default=0, help="detect --workers (default 0: every core)")
     p.add_argument("--rules", action="store_true", help="profile detect --rules instead of the default detector")
@@ -311,8 +314,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.tile:
             tiles = cut_tile(scene, args.tile, cache)
             config = batch_config(tiles, work / "batch")
-        detect_runs, tile_runs = [], []
+        tiny_argv = None
+        if args.fixed_size:
+            tiny, _ = bench_detect.ensure_scene(cache, args.fixed_size, args.seed)
+            tiny_argv = [str(tiny / "before.tif"), str(tiny / "after.tif"), "--zones", str(tiny / "zones.gpkg"),
+                         "--projects", str(tiny / "projects.gpkg"), "--sensitive", str(tiny / "sensitive.gpkg"),
+                         "-o", str(work / "tiny.gpkg"), "--overwrite", "-q", *(["--rules"] if args.rules else [])]
+        detect_runs, tile_runs, tiny_runs = [], [], []
         for r in range(args.repeat):
+            if tiny_argv is not None:
+                print(f"round {r + 1}/{args.repeat}: detect on {args.fixed_size}² px ...", end=" ", flush=True)
+                tiny_runs.append(run_child("detect", tiny_argv))
+                print(f"{tiny_runs[-1]['wall_s']:.2f} s", flush=True)
             print(f"round {r + 1}/{args.repeat}: detect ...", end=" ", flush=True)
             last = r == args.repeat - 1
             detect_runs.append(run_child("detect", detect_argv, str(args.cprofile) if args.cprofile and last else None))
@@ -337,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"medians of {args.repeat} run(s); CPU = user + system, main process and its worker processes")
     for name, runs, title in (("detect", detect_runs, f"swc-rs detect{' --rules' if args.rules else ''}, "
                                                       f"{args.size}² px scene (seed {args.seed})"),
-                              ("tile", tile_runs, f"one batch tile, {args.tile}² px (run_tile, one core)")):
+                              ("tile", tile_runs, f"one batch tile, {args.tile}² px (run_tile, one core)"),
+                              ("fixed", tiny_runs, f"fixed costs: swc-rs detect{' --rules' if args.rules else ''} on a "
+                                                   f"{args.fixed_size}² px scene (one window, no worker processes)")):
         if not runs:
             continue
         rows = median_rows(runs)
