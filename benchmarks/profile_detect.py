@@ -44,6 +44,8 @@ import bench_detect  # noqa: E402  (the scene cache and the machine description)
 #: Stages before and after the pipeline's own (run_info timings_s), in run order.
 PRE = ("startup", "imports", "cli_setup")
 POST = ("after_pipeline", "export", "cli_finish", "exit")
+#: The parent's clock (epoch seconds) when it started the child: the child's start-up is measured from it.
+LAUNCH_ENV = "SWC_PROFILE_LAUNCH_EPOCH"
 
 
 # --------------------------------------------------------------------------- in the child
@@ -123,11 +125,8 @@ def _timed_write(recorder: Recorder, module) -> None:
 
 
 def child(mode: str, argv: list[str], out_json: Path, cprofile: str | None) -> int:
-    import psutil
-
-    started = psutil.Process().create_time()
     startup_cpu = time.process_time()  # interpreter start-up, until this line
-    startup = time.time() - started
+    startup = time.time() - float(os.environ.get(LAUNCH_ENV, time.time()))  # since the parent's Popen
     meter = Meter()
     recorder = Recorder(meter)
     recorder.rows["startup"] = [startup, startup_cpu, 0.0]
@@ -181,8 +180,9 @@ def run_child(mode: str, argv: list[str], cprofile: str | None = None) -> dict:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(out_json),
                    *(["--child-cprofile", cprofile] if cprofile else []), "--", *argv]
         with tempfile.TemporaryFile() as err:
+            env = {**os.environ, LAUNCH_ENV: repr(time.time())}
             t0 = time.perf_counter()
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
             ended = time.time()
