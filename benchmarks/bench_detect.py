@@ -209,7 +209,8 @@ class ProcessWatcher:
             mb = _vm_hwm_mb(pid)
             if mb is not None:
                 self.peaks[pid] = max(mb, self.peaks.get(pid, 0.0))
-                if pid not in self.roles:
+                if self.roles.get(pid) not in ("main", "worker", "resource tracker"):
+                    # looked at again until known: between fork and exec a child shows its parent's command line
                     self.roles[pid] = "main" if pid == self.pid else _role(pid)
             todo.extend(_children_of(pid))
 
