@@ -34,6 +34,11 @@ def _layers(path: Path) -> list[str]:
     return [str(name) for name, _ in pyogrio.list_layers(path)]
 
 
+def _plain(value):
+    """A numpy scalar as the Python value (for readable messages)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def compare_layer(a: Path, b: Path, layer: str, rtol: float, tolerance: float) -> list[str]:
     import numpy as np
     import pyogrio
@@ -66,7 +71,7 @@ def compare_layer(a: Path, b: Path, layer: str, rtol: float, tolerance: float) -
         if not same.all():
             row = int(np.flatnonzero(~same)[0])
             problems.append(f"{layer}.{column}: {int((~same).sum())} of {len(same)} rows differ "
-                            f"(row {row}: {x[row]!r} vs {y[row]!r})")
+                            f"(row {row}: {_plain(x[row])!r} vs {_plain(y[row])!r})")
     return problems
 
 
