@@ -109,8 +109,17 @@ def compare_run_info(a: Path, b: Path) -> list[str]:
         if isinstance(va, str) and va[:1] in "[{":
             va, vb = json.loads(va), json.loads(vb) if isinstance(vb, str) else vb
         if va != vb:
-            problems.append(f"run_info.{key}: {va!r} vs {vb!r}")
+            problems += [f"run_info.{key}{path}: {x!r} vs {y!r}" for path, x, y in _differences(va, vb)]
     return problems
+
+
+def _differences(a, b, path: str = ""):
+    """``(path, a, b)`` of every leaf where two JSON-like values differ (nested dicts by key)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            yield from _differences(a.get(key), b.get(key), f"{path}.{key}")
+    elif a != b:
+        yield path, a, b
 
 
 def compare(a: Path, b: Path, rtol: float = 0.0, tolerance: float = 0.0) -> list[str]:
