@@ -7,7 +7,7 @@ SAMPLE := data/sample_tiles
 SIZE ?= 8192
 JOBS ?= 2
 
-.PHONY: venv demo demo-erosion bench-erosion qgis-plugin test docs-img fuzz test-pg lint bench bench-batch eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
+.PHONY: venv demo demo-erosion bench-erosion qgis-plugin test docs-img fuzz test-pg lint bench bench-batch profile eval-real eval-dev eval-generated model lodo model-pixel check-rules clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench: $(STAMP)
 EROSION_SIZE ?= 12288
 bench-erosion: $(STAMP)
 	$(BIN)/python benchmarks/bench_erosion.py --size $(EROSION_SIZE)
+
+## make profile [PROFILE_SIZE=4096]: wall and CPU seconds by stage of detect on the bench scene and of one batch tile
+PROFILE_SIZE ?= 4096
+profile: $(STAMP)
+	$(BIN)/python benchmarks/profile_detect.py --size $(PROFILE_SIZE)
 
 ## make bench-batch: the monthly batch on generated tiles with 1 and 2 workers
 bench-batch: $(STAMP)

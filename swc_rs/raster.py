@@ -211,7 +211,7 @@ class RasterPair:
         sensor: str = "auto",
         band_map: dict[str, int] | None = None,
         resampling: str = "bilinear",
-        gdal_cache_mb: int | None = 256,
+        gdal_cache_mb: int | None = 64,
         scale: float = 0.0,
         offset: float = 0.0,
     ):

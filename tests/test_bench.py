@@ -52,12 +52,12 @@ def test_ensure_scene_regenerates_half_written_cache_then_reuses_it(scene):
 def test_report_has_every_swc_rs_step_and_sane_numbers(scene, tmp_path):
     _, folder = scene
     steps = bench.build_steps(folder, tmp_path / "runs", include_gdal=False)
-    assert [s.name for s in steps] == ["io_floor", "gdal_chain", "detect", "detect_rules"]
-    assert steps[1].skipped  # not requested here; see the GDAL test below
+    assert [s.name for s in steps] == ["io_floor", "io_floor_2t", "gdal_chain", "detect", "detect_rules"]
+    assert steps[2].skipped  # not requested here; see the GDAL test below
     results = bench.run_benchmark(folder, tmp_path / "runs", size=SIZE, seed=7, repeat=1, steps=steps,
                                   echo=lambda *a, **k: None)
 
-    ran = ["io_floor", "detect"] + ([] if steps[3].skipped else ["detect_rules"])
+    ran = ["io_floor", "io_floor_2t", "detect"] + ([] if steps[4].skipped else ["detect_rules"])
     for name in ran:
         entry = results["steps"][name]
         assert entry["skipped"] is None
@@ -69,7 +69,7 @@ def test_report_has_every_swc_rs_step_and_sane_numbers(scene, tmp_path):
     assert results["ratios"]["detect_over_io_floor"] > 0
     assert results["detect_mpix_per_s"] == pytest.approx(SIZE * SIZE / 1e6 / results["steps"]["detect"]["median_s"])
     statuses = {t["target"]: t["status"] for t in results["targets"]}
-    assert len(statuses) == 3
+    assert len(statuses) == 4
     assert all(s in ("PASS", "FAIL", "n/a") for s in statuses.values())
     assert results["outputs"]["detect"].get("timings_s"), results["outputs"]["detect"]
 
@@ -118,3 +118,34 @@ def test_read_floor_mode_and_option_checks(scene, capsys):
         bench.parse_args(["--size", "100"])
     assert exit_info.value.code == 2
     assert "--size 100" in capsys.readouterr().err
+
+
+def test_two_thread_floor_reads_every_block_once(scene):
+    _, folder = scene
+    paths = [str(folder / "before.tif"), str(folder / "after.tif")]
+    assert bench.read_floor(paths, threads=2) == bench.read_floor(paths) == 2 * SIZE * SIZE
+    assert bench.main(["--read-floor", *paths, "--threads", "2"]) == 0
+
+
+def test_measure_reports_every_processs_peak_rss(tmp_path):
+    """A child that spawns a worker holding 300 MB: the worker is reported as its own process."""
+    code = (
+        "import multiprocessing as mp, time\n"
+        "def hold():\n"
+        "    import numpy as np\n"
+        "    a = np.ones(300 * 2**20 // 8); time.sleep(0.6); print(a.sum())\n"
+        "if __name__ == '__main__':\n"
+        "    p = mp.get_context('spawn').Process(target=hold); p.start(); p.join()\n"
+        "    raise SystemExit(p.exitcode)\n"
+    )
+    script = tmp_path / "spawns.py"  # a spawned child imports its parent's main module: a file
+    script.write_text(code)
+    m = bench.measure([sys.executable, str(script)])
+    assert m.returncode == 0, m.stderr
+    roles = [role for _, role, _ in m.processes]
+    assert roles[0] == "main" and "worker" in roles
+    worker_mb = max(mb for _, role, mb in m.processes if role == "worker")
+    assert 300 <= worker_mb < 1000
+    assert m.processes[0][2] < 300  # the main process never held the array
+    peaks = bench._process_peaks([{"processes": [(0, role, mb) for _, role, mb in m.processes]}])
+    assert peaks["worker 1"] == worker_mb
