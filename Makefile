@@ -51,7 +51,7 @@ docs-img: $(STAMP)
 fuzz: $(STAMP)
 	SWC_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_readers.py
 
-## make test-pg: the PostgreSQL/PostGIS store's tests alone; they start a throwaway server (Debian postgresql + postgis,
+## make test-pg: the PostgreSQL/PostGIS store's tests alone; they start a throwaway server (Debian postgresql + postgresql-postgis,
 ## a Unix socket in a temporary folder) and tear it down; without the packages they skip and say why
 test-pg: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/test_store_postgres.py

@@ -27,7 +27,7 @@ class Unavailable(RuntimeError):
 def _bin() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        raise Unavailable("PostgreSQL is not installed (Debian: apt-get install postgresql postgis)")
+        raise Unavailable("PostgreSQL is not installed (Debian: apt-get install postgresql postgresql-postgis)")
     return Path(found[-1]).parent
 
 
@@ -41,7 +41,7 @@ def server() -> Iterator[str]:
     bindir = _bin()
     version = bindir.parent.name
     if not glob.glob(f"/usr/share/postgresql/{version}/extension/postgis.control"):
-        raise Unavailable(f"PostGIS is not installed for PostgreSQL {version} (apt-get install postgis)")
+        raise Unavailable(f"PostGIS is not installed for PostgreSQL {version} (apt-get install postgresql-postgis)")
     root = Path(tempfile.mkdtemp(prefix="swc-pg-", dir="/tmp"))
     data, socket = root / "data", root
     user = None
