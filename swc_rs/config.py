@@ -29,7 +29,8 @@ class RasterConfig:
 
     window_size : int
         Side of a processing window in pixels; memory follows it (about 120 bytes per
-        pixel of window with halo, so 1024 → ~130 MB).
+        pixel of window with halo, so 768 → ~75 MB, plus the change network's working set,
+        which also follows it: 768 keeps every process under 1 GB at 16384²).
     halo : int
         Pixels of overlap read around each window for neighbourhood operations.
     resampling : str
@@ -45,7 +46,7 @@ class RasterConfig:
         else by data type (uint8 1/255, 16-bit 1/10000, float 1 or 1/10000).
     """
 
-    window_size: int = 1024
+    window_size: int = 768
     halo: int = 16
     resampling: str = "bilinear"
     gdal_cache_mb: int = 64
