@@ -84,16 +84,18 @@ def make_tiles(cache: Path, tile: int, grid: int, seed: int) -> Path:
     return folder
 
 
-def write_config(tiles: Path, run_dir: Path) -> Path:
+def write_config(tiles: Path, run_dir: Path, name: str = "bench.toml", workers: int | None = None) -> Path:
+    """The batch configuration of the tiles in ``tiles`` (``workers``: a [batch] workers line)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "bench.toml"
+    path = run_dir / name
+    workers_line = f"workers = {workers}\n" if workers is not None else ""
     path.write_text(f"""
 rules = "{REPO / 'zones' / 'rules.toml'}"
 
 [batch]
 period = "202611"
 output = "out"
-zones = "{tiles / 'zones.gpkg'}"
+{workers_line}zones = "{tiles / 'zones.gpkg'}"
 projects = "{tiles / 'projects.gpkg'}"
 sensitive = ["{tiles / 'sensitive.gpkg'}"]
 

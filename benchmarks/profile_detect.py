@@ -39,6 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import bench_batch  # noqa: E402  (the batch configuration)
 import bench_detect  # noqa: E402  (the scene cache and the machine description)
 
 #: Stages before and after the pipeline's own (run_info timings_s), in run order.
@@ -226,25 +227,8 @@ def cut_tile(scene: Path, tile: int, cache: Path) -> Path:
 
 
 def batch_config(tiles: Path, run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(run_dir / "out", ignore_errors=True)
-    path = run_dir / "profile.toml"
-    path.write_text(f"""
-rules = "{bench_detect.REPO / 'zones' / 'rules.toml'}"
-
-[batch]
-period = "202611"
-output = "out"
-workers = 1
-zones = "{tiles / 'zones.gpkg'}"
-projects = "{tiles / 'projects.gpkg'}"
-sensitive = ["{tiles / 'sensitive.gpkg'}"]
-
-[batch.catalog]
-before = "{tiles}/{{tile}}/before.tif"
-after = "{tiles}/{{tile}}/after.tif"
-""", encoding="utf-8")
-    return path
+    return bench_batch.write_config(tiles, run_dir, name="profile.toml", workers=1)
 
 
 def median_rows(runs: list[dict]) -> dict:
