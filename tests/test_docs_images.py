@@ -9,10 +9,8 @@ that the picture shows what the guide says it shows; with ``SWC_RS_DOCS_IMG=DIR`
 with the reason, where PyQGIS or Chromium is not installed (`.ci/run` installs both).
 """
 
-import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from PIL import Image
 
 from swc_rs.cli.main import cli
 from swc_rs.export.report import write_report
-from tests.test_qgis_client import CHECK, MISSING, SYSTEM_PYTHON, _offscreen_env
+from tests.test_qgis_client import MISSING, qgis_check
 from tests.test_report import CHROMIUM, _chromium, _console
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,11 +57,7 @@ def share(image: np.ndarray, rgb, tolerance: int = 40) -> float:
 @pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 def test_the_styled_map_in_qgis(demo, tmp_path):
     png = tmp_path / "qgis_map.png"
-    run = subprocess.run([SYSTEM_PYTHON, str(CHECK), str(demo), str(png)], capture_output=True, text=True,
-                         env=_offscreen_env(), timeout=600, cwd=tmp_path)
-    assert run.stdout, run.stderr[-2000:]
-    report = json.loads(run.stdout)
-    assert run.returncode == 0, "\n".join(report["problems"])
+    report = qgis_check(demo, png, tmp_path)
     listed = pyogrio.read_info(demo, layer="suspected_violations")["features"]
     assert report["layers"]["suspected_violations"]["features"] == listed > 0
     image = np.asarray(Image.open(png).convert("RGB"))

@@ -47,14 +47,21 @@ MISSING = _pyqgis_missing() if sys.platform.startswith("linux") else "PyQGIS che
 pytestmark = [pytest.mark.realclient, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
 
-def test_qgis_opens_styled_output_and_project(tmp_path):
-    output = detect_output(tmp_path)
-    png = tmp_path / "map.png"
+def qgis_check(output: Path, png: Path, cwd: Path) -> dict:
+    """Run tests/qgis_check.py on OUTPUT in real QGIS (offscreen), rendering PNG; its report,
+    after asserting that it found no problem."""
     run = subprocess.run([SYSTEM_PYTHON, str(CHECK), str(output), str(png)], capture_output=True, text=True,
-                         env=_offscreen_env(), timeout=600, cwd=tmp_path)
+                         env=_offscreen_env(), timeout=600, cwd=cwd)
     assert run.stdout, run.stderr[-2000:]
     report = json.loads(run.stdout)
     assert run.returncode == 0, "\n".join(report["problems"])
+    return report
+
+
+def test_qgis_opens_styled_output_and_project(tmp_path):
+    output = detect_output(tmp_path)
+    png = tmp_path / "map.png"
+    report = qgis_check(output, png, tmp_path)
     assert report["qgis"].startswith("3.")
     layers = report["layers"]
     assert all(layer["valid"] for layer in layers.values())
